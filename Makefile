@@ -1,0 +1,52 @@
+# vin-ocr: every target sets up .venv on first use (CPU torch pinned first; see README).
+PY      ?= python3
+VENV    ?= .venv
+BIN      = $(VENV)/bin
+# torch 2.14.1 + torchvision 0.29.1 are the pair that import together on a CPU machine here;
+# a plain `torch` requirement would pull a multi-GB CUDA build first.
+TORCH    = torch==2.14.1 torchvision==0.29.1
+STAMP    = $(VENV)/.installed
+
+.PHONY: setup run eval test lint format bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev]" $(TORCH)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job on its embedded default (no GPU, no Hub).
+run: $(STAMP)
+	$(BIN)/python -m vin_ocr.evaluation.evaluate
+
+## The evaluation harness on the bundled samples (same as run until training lands).
+eval: $(STAMP)
+	$(BIN)/python -m vin_ocr.evaluation.evaluate
+
+## Lint, then the whole test suite.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check vin_ocr tests scripts stubs
+	$(BIN)/ruff format --check vin_ocr tests scripts stubs
+
+format: $(STAMP)
+	$(BIN)/ruff format vin_ocr tests scripts stubs
+	$(BIN)/ruff check --fix vin_ocr tests scripts stubs
+
+## CPU benchmarks; results are appended to docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_synth.py
+
+## Optional system packages (Debian/Ubuntu, as root): Tesseract baseline and extra fonts.
+system-deps:
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends tesseract-ocr fonts-dejavu-core \
+	  fonts-liberation fonts-freefont-ttf fonts-ocr-a fonts-ocr-b
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Model families behind one small protocol (see ``base.py``); one module per family."""
