@@ -1,0 +1,322 @@
+"""The one training loop, on Accelerate, shared by every model family.
+
+It knows nothing about a family beyond :class:`vin_ocr.models.base.ModelFamily`: ``collate`` makes
+the batches, ``loss`` the scalar to minimise, ``predict`` the strings the VIN metric scores.
+Under ``accelerate launch`` every process runs this same function; only the main process writes
+files other than the per-process RNG state that ``Accelerator.save_state`` keeps.
+
+Checkpoints (``run_dir/checkpoints/step_NNNNNN``) hold the model or adapter, the optimiser, the
+scheduler, every process's RNG state and ``trainer_state.json`` (step, best score, history). They
+are written under a hidden temporary name and renamed when complete, so a folder with a final
+name is always whole; ``resume="auto"`` continues from the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from vin_ocr.data.sample import atomic_write_text
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from vin_ocr.data import Sample
+    from vin_ocr.models.base import ModelFamily
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class LoopConfig:
+    """The loop's knobs; ``configs/training/*.yaml`` sets them (unknown keys are ignored here)."""
+
+    max_steps: int = 300
+    batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    eval_every: int = 100
+    eval_batch_size: int = 32
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    num_workers: int = 0
+    seed: int = 0
+    resume: str = "none"  # none | auto | PATH to a checkpoint folder
+    stop_after: int | None = None  # stop (as if killed) after this step; tests and smoke runs
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> LoopConfig:
+        names = {f.name for f in cls.__dataclass_fields__.values()}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass
+class FitResult:
+    step: int
+    best_step: int | None
+    best_exact_match: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_loss: float | None = None
+    samples_per_s: float | None = None
+    stopped_early: bool = False
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation of ``range(n)`` fixed by ``(seed, epoch)``: the data position after a
+    resume is a pure function of the step, in every process (Accelerate calls ``set_epoch``)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder, or None (temporary folders are never complete)."""
+    root = Path(run_dir) / CHECKPOINTS
+    done = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())
+    return done[-1] if done else None
+
+
+def evaluate_model(
+    family: ModelFamily,
+    model: torch.nn.Module,
+    samples: Sequence[Sample],
+    batch_size: int,
+    accelerator: Accelerator | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Predict every sample (sharded over processes, gathered) and score with the VIN metric.
+
+    Returns the metric summary (on every process) and the raw predictions in sample order.
+    """
+    from vin_ocr.evaluation.metric import VinMetric
+
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    idx = list(range(len(samples)))[rank::world]
+    # every process runs the same number of batches (sharded models need all ranks in a forward)
+    per_proc = math.ceil(len(samples) / world)
+    idx += [idx[-1] if idx else 0] * (per_proc - len(idx))
+    was_training = model.training
+    model.eval()
+    preds: list[tuple[int, str, float]] = []
+    with torch.no_grad():
+        for i in range(0, len(idx), batch_size):
+            chunk = idx[i : i + batch_size]
+            images = [samples[j].load_image() for j in chunk]
+            t0 = time.perf_counter()
+            out = family.predict(model, images)
+            dt = (time.perf_counter() - t0) / max(len(chunk), 1)
+            preds += [(j, p, dt) for j, p in zip(chunk, out, strict=True)]
+    model.train(was_training)
+    if accelerator is not None and world > 1:
+        from accelerate.utils import gather_object
+
+        preds = gather_object(preds)
+    by_index = {j: (p, dt) for j, p, dt in preds}
+    metric = VinMetric()
+    ordered: list[str] = []
+    for j, s in enumerate(samples):
+        p, dt = by_index[j]
+        metric.update(s.vin, p, latency_s=dt)
+        ordered.append(p)
+    return metric.summary(), ordered
+
+
+def _save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, state: dict) -> Path:
+    root = run_dir / CHECKPOINTS
+    final = root / f"step_{step:06d}"
+    tmp = root / f".tmp_step_{step:06d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        # the state file is written last: a folder without it is never taken for complete
+        atomic_write_text(tmp / STATE_FILE, json.dumps(state, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _prune(run_dir: Path, keep: int) -> None:
+    done = sorted(p for p in (run_dir / CHECKPOINTS).glob("step_*") if (p / STATE_FILE).is_file())
+    for old in done[: max(len(done) - keep, 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def fit(
+    family: ModelFamily,
+    model: torch.nn.Module,
+    train_data: Sequence[Sample],
+    val_data: Sequence[Sample],
+    cfg: LoopConfig,
+    run_dir: Path,
+    accelerator: Accelerator,
+    save_best: Callable[[torch.nn.Module, Path], None] | None = None,
+    on_log: Callable[[dict[str, Any], int], None] | None = None,
+) -> FitResult:
+    """Train ``model`` for ``cfg.max_steps`` optimiser steps; evaluate before and every
+    ``cfg.eval_every`` steps; keep the best model (by exact match) through ``save_best``."""
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    run_dir = Path(run_dir)
+    main = accelerator.is_main_process
+    if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameter: check the LoRA/freeze settings")
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # the schedule is defined in optimiser steps whatever the process count: step it ourselves
+    accelerator.register_for_checkpointing(scheduler)
+
+    step, history = 0, []
+    best: tuple[float, int] | None = None
+    resume_from = None
+    if cfg.resume == "auto":
+        resume_from = latest_checkpoint(run_dir)
+    elif cfg.resume not in ("none", "", None):
+        resume_from = Path(cfg.resume)
+        if not (resume_from / STATE_FILE).is_file():
+            raise FileNotFoundError(f"{resume_from}: not a complete checkpoint (no {STATE_FILE})")
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        state = json.loads((resume_from / STATE_FILE).read_text())
+        step, history = state["step"], state["history"]
+        if state.get("best_step") is not None:
+            best = (state["best_exact_match"], state["best_step"])
+        if main:
+            log.info("resumed from %s at step %d", resume_from, step)
+
+    def do_eval(at: int) -> None:
+        nonlocal best
+        if not val_data:
+            return
+        summary, _ = evaluate_model(
+            family, accelerator.unwrap_model(model), val_data, cfg.eval_batch_size, accelerator
+        )
+        row = {"step": at, **{k: summary[k] for k in ("exact_match", "char_accuracy", "cer")}}
+        history.append(row)
+        if on_log and main:
+            on_log({f"val/{k}": v for k, v in row.items() if k != "step"}, at)
+        if best is None or summary["exact_match"] > best[0]:
+            best = (summary["exact_match"], at)
+            if save_best is not None and main:
+                save_best(accelerator.unwrap_model(model), run_dir / "best")
+        accelerator.wait_for_everyone()
+
+    if step == 0:
+        do_eval(0)  # the baseline before any training
+
+    collate = family.collate
+    loader = DataLoader(
+        train_data,  # type: ignore[arg-type]
+        batch_size=cfg.batch_size,
+        sampler=EpochSampler(len(train_data), cfg.seed),
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        drop_last=True,
+    )
+    loader = accelerator.prepare(loader)
+    per_epoch = len(loader)
+    if per_epoch == 0:
+        raise ValueError(
+            f"{len(train_data)} training samples make no full batch of {cfg.batch_size} "
+            f"on {accelerator.num_processes} process(es)"
+        )
+
+    model.train()
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not main, desc="train", unit="step")
+    micro = step * cfg.gradient_accumulation_steps
+    last_loss, seen, t_start, stopped = None, 0, time.perf_counter(), False
+    running: list[float] = []
+    while step < cfg.max_steps and not stopped:
+        epoch, offset = divmod(micro, per_epoch)
+        loader.set_epoch(epoch)
+        for batch in accelerator.skip_first_batches(loader, offset) if offset else loader:
+            micro += 1
+            with accelerator.accumulate(model):
+                loss = family.loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            running.append(loss.detach().float().item())
+            seen += cfg.batch_size * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            last_loss = sum(running) / len(running)
+            running.clear()
+            rate = seen / max(time.perf_counter() - t_start, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.4f}", samples_s=f"{rate:.1f}")
+            if on_log and main and step % cfg.log_every == 0:
+                lr = scheduler.get_last_lr()[0]
+                on_log({"train/loss": last_loss, "train/samples_per_s": rate, "lr": lr}, step)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+                do_eval(step)
+            done = step >= cfg.max_steps
+            if done:
+                do_eval(step)
+            if (cfg.save_every and step % cfg.save_every == 0) or done:
+                state = {
+                    "step": step,
+                    "history": history,
+                    "best_exact_match": best[0] if best else None,
+                    "best_step": best[1] if best else None,
+                    "loop": asdict(cfg),
+                }
+                _save_checkpoint(accelerator, run_dir, step, state)
+                if main:
+                    _prune(run_dir, cfg.keep_checkpoints)
+            if done or (cfg.stop_after is not None and step >= cfg.stop_after):
+                stopped = not done
+                break
+        else:
+            micro = (epoch + 1) * per_epoch  # a whole epoch consumed
+    bar.close()
+    elapsed = time.perf_counter() - t_start
+    return FitResult(
+        step=step,
+        best_step=best[1] if best else None,
+        best_exact_match=best[0] if best else None,
+        history=history,
+        last_loss=last_loss,
+        samples_per_s=seen / elapsed if seen else None,
+        stopped_early=stopped,
+    )
