@@ -3,9 +3,10 @@
 A manifest is a text file with one JSON object per line. Each object has at least ``image``
 (a path relative to the manifest's folder, or absolute) and ``vin`` (the label, may be empty for
 unlabelled data). A sample may instead hold its image in memory (``pixels``, a PIL image: the
-synthetic renderer's on-the-fly samples); such an image is not written to a manifest. Optional keys: ``source`` (where the sample came from: ``synth``, ``user``, ...),
-``box`` ([x0, y0, x1, y1] of the VIN in the image, pixels), ``crop`` (true when the image is a
-line crop holding only the VIN line). Every other key is kept in ``meta`` and written back.
+synthetic renderer's on-the-fly samples); such an image is not written to a manifest.
+Optional keys: ``source`` (where the sample came from: ``synth``, ``user``, ...), ``box``
+([x0, y0, x1, y1] of the VIN in the image, pixels), ``crop`` (true when the image is a line crop
+holding only the VIN line). Every other key is kept in ``meta`` and written back.
 
 >>> s = Sample(image=Path("a.png"), vin="1M8GDM9AXKP042788", source="synth", meta={"look": "plate"})
 >>> Sample.from_dict(s.to_dict(Path(".")), Path(".")) == s
@@ -114,6 +115,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -123,6 +125,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_manifest(samples: Iterable[Sample], path: str | os.PathLike[str]) -> Path:
