@@ -1,0 +1,176 @@
+"""The harness end to end on real engines and real images."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vin_ocr
+from vin_ocr.data.sample import ManifestError, read_manifest
+from vin_ocr.evaluation.evaluate import evaluate, run_eval
+from vin_ocr.evaluation.metric import VinMetric
+
+from .conftest import eval_cfg
+
+FILES = ("predictions.jsonl", "report.json", "report.md", "per_position.png")
+HEADLINE = ("exact_match", "char_accuracy", "cer", "valid_rate", "empty_rate", "n")
+
+
+def rescore(run: Path) -> dict:
+    """Recompute the metric from predictions.jsonl alone."""
+    metric = VinMetric()
+    for line in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["truth"]:
+            score = metric.update(row["truth"], row["raw"], latency_s=row["latency_s"])
+            assert (score.pred, score.exact, score.valid) == (
+                row["pred"],
+                row["exact"],
+                row["valid"],
+            )
+    return metric.summary()
+
+
+def check_run(run: Path, report: dict) -> None:
+    for name in FILES:
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    assert (run / "per_position.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    on_disk = json.loads((run / "report.json").read_text(encoding="utf-8"))
+    assert {k: on_disk[k] for k in HEADLINE} == {k: report[k] for k in HEADLINE}
+    again = rescore(run)
+    for key in (*HEADLINE, "per_position", "ms_per_image", "ms_p95", "images_per_s"):
+        assert on_disk[key] == pytest.approx(again[key]), key
+    assert on_disk["confusions"] == again["confusions"]
+    assert "Exact match" in (run / "report.md").read_text(encoding="utf-8")
+
+
+def test_rapidocr_run_writes_four_files_and_consistent_numbers(rapidocr_run):
+    run, report = rapidocr_run
+    check_run(run, report)
+    assert report["n"] == 5 and report["n_unlabelled"] == 1
+    assert report["engine"]["name"] == "rapidocr" and report["crops"] == "auto"
+    assert report["exact_match"] >= 0.8  # clean rendered text
+    assert report["versions"]["rapidocr"]
+    rows = [json.loads(x) for x in (run / "predictions.jsonl").read_text().splitlines()]
+    assert [r["crop"] for r in rows] == [True] * 4 + [False, True]  # the scene: box, no flag
+    assert rows[4]["pred"] == rows[4]["truth"]  # pick_vin found the VIN among 3 lines
+    assert rows[5]["exact"] is None and rows[5]["pred"]  # unlabelled: predicted, not scored
+    # the scene costs more than a line crop: latencies are per call kind, not per batch
+    assert rows[4]["latency_s"] > rows[0]["latency_s"]
+    kinds = report["by_kind"]
+    assert (kinds["crop"]["n"], kinds["scene"]["n"]) == (4, 1)
+    assert kinds["scene"]["ms_per_image"] == pytest.approx(1000 * rows[4]["latency_s"])
+    crop_exact = sum(r["exact"] for r in rows[:4]) / 4
+    assert kinds["crop"]["exact_match"] == pytest.approx(crop_exact)
+    assert "## Line crops and scenes" in (run / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="apt-get install tesseract-ocr")
+def test_tesseract_run(fixture_manifest, tmp_path):
+    cfg = eval_cfg(
+        "engine=tesseract", "data=manifest", f"data.path={fixture_manifest}", f"out_dir={tmp_path}"
+    )
+    report = evaluate(cfg)
+    check_run(tmp_path, report)
+    assert report["engine"]["psm_crop"] == 7 and report["exact_match"] >= 0.8
+
+
+def test_limit_and_forced_crops(fixture_manifest, tmp_path):
+    cfg = eval_cfg(
+        "data=manifest",
+        f"data.path={fixture_manifest}",
+        f"out_dir={tmp_path}",
+        "limit=2",
+        "crops=true",
+        "warmup=false",
+    )
+    report = evaluate(cfg)
+    assert report["n"] == 2 and report["crops"] is True
+    check_run(tmp_path, report)
+
+
+@pytest.mark.slow
+def test_cli_exact_command_line(fixture_manifest, tmp_path):
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vin_ocr.evaluation.evaluate",
+        "engine=rapidocr",
+        "data=manifest",
+        f"data.path={fixture_manifest}",
+        f"hydra.run.dir={out}",
+        "limit=3",
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "exact_match=" in proc.stdout
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["n"] == 3
+    check_run(out, report)
+
+
+def test_bad_manifest_path_names_the_file(tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(FileNotFoundError, match=r"nope\.jsonl: manifest not found"):
+        evaluate(eval_cfg("data=manifest", f"data.path={missing}", f"out_dir={tmp_path}"))
+
+
+def test_bad_manifest_line_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "a.png", "vin": "X"}\n{"vin": "no image"}\n', encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"bad.jsonl:2: missing key 'image'"):
+        evaluate(eval_cfg("data=manifest", f"data.path={bad}", f"out_dir={tmp_path / 'o'}"))
+
+
+def test_missing_image_names_manifest_and_image(tmp_path):
+    man = tmp_path / "m.jsonl"
+    man.write_text('{"image": "gone.png", "vin": "1M8GDM9AXKP042788"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"m.jsonl: image .*gone.png cannot be read"):
+        evaluate(eval_cfg("data=manifest", f"data.path={man}", f"out_dir={tmp_path / 'o'}"))
+    assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_data_manifest_requires_a_path(tmp_path):
+    with pytest.raises(Exception, match=r"data\.path"):
+        evaluate(eval_cfg("data=manifest", f"out_dir={tmp_path}"))
+
+
+def test_config_typos_fail_at_compose():
+    with pytest.raises(Exception, match="batch_sze"):
+        eval_cfg("batch_sze=3")
+    with pytest.raises(Exception, match=r"engine\.threds"):
+        eval_cfg("engine.threds=2")
+
+
+def test_bad_options(fixture_manifest, tmp_path):
+    samples = read_manifest(fixture_manifest)
+    with pytest.raises(ValueError, match="crops='maybe'"):
+        run_eval(None, samples, tmp_path, crops="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size=0"):
+        run_eval(None, samples, tmp_path, batch_size=0)  # type: ignore[arg-type]
+
+
+def test_default_data_is_the_bundled_samples():
+    cfg = eval_cfg()
+    assert cfg.data.path is None and cfg.engine._target_.endswith("RapidOCREngine")
+
+
+bundled = vin_ocr.SAMPLES_DIR / "manifest.jsonl"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not bundled.is_file(), reason="bundled samples not generated yet")
+def test_bundled_samples(tmp_path):
+    report = evaluate(eval_cfg(f"out_dir={tmp_path}", "limit=12"))
+    check_run(tmp_path, report)
+    assert report["n"] == 12 and report["data"]["path"] == str(bundled)
+    # The synthetic set is meant to be hard in places; RapidOCR still reads most of it.
+    assert report["exact_match"] > 0 and report["char_accuracy"] >= 0.5

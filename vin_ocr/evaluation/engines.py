@@ -1,0 +1,322 @@
+"""OCR engines behind one small interface, so the harness can run any of them on any data set.
+
+An engine reads a batch of PIL images and returns one raw string per image. ``crops[i]`` says
+whether image ``i`` is a line crop holding only the VIN (recognition only) or a scene (detection,
+recognition, then :func:`vin_ocr.vin.pick_vin` chooses the VIN among the lines read). ``crops``
+left out means every image is a line crop.
+
+Engines are built from Hydra config (``configs/engine/*.yaml``, each naming its class with
+``_target_``) or by name through :data:`ENGINES`. An engine that cannot run here (binary or
+package missing, weights not reachable) raises :class:`EngineUnavailable` with the reason; no
+engine ever falls back to another.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot run here; the message says why and what to install or pass."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+        """One raw VIN string per image (``""`` when nothing was read)."""
+        ...
+
+
+def _crop_flags(images: Sequence[Any], crops: Sequence[bool] | None) -> list[bool]:
+    if crops is None:
+        return [True] * len(images)
+    if len(crops) != len(images):
+        raise ValueError(f"{len(images)} images but {len(crops)} crop flags")
+    return [bool(c) for c in crops]
+
+
+def _bgr(image: Image) -> np.ndarray:
+    import numpy as np
+
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+
+
+def _pick(lines: Sequence[str]) -> str:
+    from vin_ocr.vin import pick_vin
+
+    lines = [line for line in lines if line.strip()]
+    return pick_vin(lines) if lines else ""
+
+
+def _default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class RapidOCREngine:
+    """PP-OCRv6 small (det + rec ONNX shipped in the ``rapidocr`` wheel) on onnxruntime; offline.
+
+    Line crops go through recognition only (batched, no detection, no angle classifier); scenes
+    through detection + recognition, then ``pick_vin``. ``path`` replaces the recognition ONNX
+    (its dictionary must be in the ONNX metadata, as in RapidOCR's), ``det_path`` the detector.
+    """
+
+    name = "rapidocr"
+
+    def __init__(
+        self,
+        path: str | None = None,
+        det_path: str | None = None,
+        threads: int | None = None,
+        text_score: float = 0.5,
+        rec_batch_num: int = 8,
+    ) -> None:
+        try:
+            from rapidocr import RapidOCR
+        except ImportError as e:  # pragma: no cover - rapidocr is a core dependency
+            raise EngineUnavailable(f"rapidocr is not installed ({e}): pip install rapidocr") from e
+        for p in (path, det_path):
+            if p is not None and not Path(p).is_file():
+                raise EngineUnavailable(f"engine=rapidocr: model file {p} not found")
+        threads = threads or _default_threads()
+        params: dict[str, Any] = {
+            "Global.log_level": "error",
+            "Global.use_cls": False,
+            "Global.text_score": text_score,
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "Rec.rec_batch_num": rec_batch_num,
+        }
+        if path is not None:
+            params["Rec.model_path"] = str(path)
+        if det_path is not None:
+            params["Det.model_path"] = str(det_path)
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+        self._ocr = RapidOCR(params=params)
+        # Load both models now, so that the first timed batch does not pay for it.
+        self._rec = self._ocr._load_rec_model()
+        self._ocr._load_det_model()
+
+    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+        from rapidocr.ch_ppocr_rec import TextRecInput
+
+        flags = _crop_flags(images, crops)
+        out = [""] * len(images)
+        line_idx = [i for i, c in enumerate(flags) if c]
+        if line_idx:
+            res = self._rec(TextRecInput(img=[_bgr(images[i]) for i in line_idx]))
+            for i, text in zip(line_idx, res.txts or (), strict=True):
+                out[i] = text
+        for i, crop in enumerate(flags):
+            if not crop:
+                res = self._ocr(_bgr(images[i]))
+                out[i] = _pick(list(getattr(res, "txts", None) or ()))
+        return out
+
+
+class TesseractEngine:
+    """The ``tesseract`` binary (a subprocess per image) restricted to the VIN alphabet.
+
+    Line crops use ``psm_crop`` (7: a single line) and the character ``whitelist`` (default
+    :data:`vin_ocr.vin.ALPHABET`); scenes use ``psm_scene`` (6: a block of text), then
+    ``pick_vin`` over the lines. Scenes are read without the whitelist unless
+    ``whitelist_scenes``: forced into the VIN alphabet, labels such as "VIN:" and the words around
+    the VIN turn into VIN-like noise that hides it (on the bundled scenes: 1 of 8 read with the
+    whitelist, 2 of 8 without; psm 11: 0 and 1).
+    """
+
+    name = "tesseract"
+
+    def __init__(
+        self,
+        binary: str = "tesseract",
+        lang: str = "eng",
+        psm_crop: int = 7,
+        psm_scene: int = 6,
+        whitelist: str | None = None,
+        whitelist_scenes: bool = False,
+        workers: int = 1,
+        timeout_s: float = 60.0,
+    ) -> None:
+        exe = shutil.which(binary)
+        if exe is None:
+            raise EngineUnavailable(
+                f"engine=tesseract: the {binary!r} binary is not on PATH; install it with "
+                "`apt-get install tesseract-ocr` (Debian/Ubuntu) or `brew install tesseract`"
+            )
+        if whitelist is None:
+            from vin_ocr.vin import ALPHABET
+
+            whitelist = ALPHABET
+        self.exe, self.lang, self.whitelist = exe, lang, whitelist
+        self.psm_crop, self.psm_scene = psm_crop, psm_scene
+        self.whitelist_scenes = whitelist_scenes
+        self.workers, self.timeout_s = max(1, workers), timeout_s
+        self.version = subprocess.run(
+            [exe, "--version"], capture_output=True, text=True, check=True
+        ).stdout.split("\n", 1)[0]
+
+    def _read(self, image: Image, crop: bool) -> str:
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        psm = self.psm_crop if crop else self.psm_scene
+        cmd = [self.exe, "stdin", "stdout", "-l", self.lang, "--psm", str(psm)]
+        if crop or self.whitelist_scenes:
+            cmd += ["-c", f"tessedit_char_whitelist={self.whitelist}"]
+        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+        proc = subprocess.run(
+            cmd, input=buf.getvalue(), capture_output=True, timeout=self.timeout_s, env=env
+        )
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            raise RuntimeError(f"tesseract failed (exit {proc.returncode}): {err}")
+        lines = proc.stdout.decode(errors="replace").splitlines()
+        if crop:
+            return " ".join(line.strip() for line in lines if line.strip())
+        return _pick(lines)
+
+    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+        flags = _crop_flags(images, crops)
+        if self.workers == 1:
+            return [self._read(im, c) for im, c in zip(images, flags, strict=True)]
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(self._read, images, flags))
+
+
+class PaddleOCREngine:
+    """The official ``paddleocr`` package (optional extra: ``pip install 'vin-ocr[paddle]'``).
+
+    Line crops go through ``TextRecognition``; scenes through the ``PaddleOCR`` pipeline
+    (document orientation, unwarping and text-line orientation off), then ``pick_vin``.
+    ``path`` / ``det_path`` are local model folders; without them PaddleOCR downloads its
+    default models, which fails offline: that failure is reported as :class:`EngineUnavailable`.
+    """
+
+    name = "paddleocr"
+
+    def __init__(
+        self,
+        path: str | None = None,
+        det_path: str | None = None,
+        rec_model: str = "en_PP-OCRv5_mobile_rec",
+        det_model: str = "PP-OCRv5_mobile_det",
+        device: str = "cpu",
+    ) -> None:
+        try:
+            import paddleocr
+        except ImportError as e:
+            raise EngineUnavailable(
+                f"engine=paddleocr: the paddleocr package is not installed ({e}); "
+                "install it with `pip install 'vin-ocr[paddle]'`"
+            ) from e
+        os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+        for p in (path, det_path):
+            if p is not None and not Path(p).is_dir():
+                raise EngineUnavailable(f"engine=paddleocr: model folder {p} not found")
+        try:
+            # The same recognition model serves line crops and the pipeline's lines.
+            self._rec = paddleocr.TextRecognition(
+                model_name=rec_model, model_dir=path, device=device
+            )
+            self._ocr = paddleocr.PaddleOCR(
+                text_recognition_model_name=rec_model,
+                text_recognition_model_dir=path,
+                text_detection_model_name=det_model,
+                text_detection_model_dir=det_path,
+                use_doc_orientation_classify=False,
+                use_doc_unwarping=False,
+                use_textline_orientation=False,
+                device=device,
+            )
+        except Exception as e:  # paddle raises many kinds; report the reason, never fall back
+            raise EngineUnavailable(
+                f"engine=paddleocr: could not load {rec_model} / {det_model} "
+                f"({type(e).__name__}: {e}). Offline, download them once elsewhere and pass "
+                "engine.path=REC_MODEL_DIR engine.det_path=DET_MODEL_DIR"
+            ) from e
+
+    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+        flags = _crop_flags(images, crops)
+        out = [""] * len(images)
+        line_idx = [i for i, c in enumerate(flags) if c]
+        if line_idx:
+            arrays = [_bgr(images[i]) for i in line_idx]
+            results = self._rec.predict(input=arrays, batch_size=len(arrays))
+            for i, res in zip(line_idx, results, strict=True):
+                out[i] = str(res["rec_text"])
+        for i, crop in enumerate(flags):
+            if not crop:
+                lines: list[str] = []
+                for res in self._ocr.predict(input=_bgr(images[i])):
+                    lines.extend(str(t) for t in res["rec_texts"])
+                out[i] = _pick(lines)
+        return out
+
+
+class CheckpointEngine:
+    """A finished training run folder (``engine=checkpoint engine.path=RUN``).
+
+    Hook for the training harness: until training lands (issue #4) no run folder holds a model
+    this engine can load, so it raises :class:`EngineUnavailable` naming the folder.
+    """
+
+    name = "checkpoint"
+
+    def __init__(self, path: str | None = None) -> None:
+        if not path:
+            raise EngineUnavailable("engine=checkpoint needs engine.path=RUN_FOLDER")
+        run = Path(path)
+        if not run.is_dir():
+            raise EngineUnavailable(f"engine=checkpoint: run folder {run} does not exist")
+        raise EngineUnavailable(
+            f"engine=checkpoint needs a training run folder with a loadable model; {run} has "
+            "none (training lands with issue #4)"
+        )
+
+    def predict(
+        self, images: Sequence[Image], crops: Sequence[bool] | None = None
+    ) -> list[str]:  # pragma: no cover - unreachable until training lands
+        raise NotImplementedError
+
+
+#: Engine name -> builder (the class); Hydra configs name the same classes with ``_target_``.
+ENGINES: dict[str, Callable[..., Engine]] = {
+    "rapidocr": RapidOCREngine,
+    "tesseract": TesseractEngine,
+    "paddleocr": PaddleOCREngine,
+    "checkpoint": CheckpointEngine,
+}
+
+
+def build_engine(spec: str | Any, **kwargs: Any) -> Engine:
+    """Build an engine from its registry name (``build_engine("tesseract", psm_crop=8)``) or from
+    a Hydra config node with ``_target_`` (``build_engine(cfg.engine)``)."""
+    if isinstance(spec, str):
+        if spec not in ENGINES:
+            raise ValueError(f"unknown engine {spec!r}; known: {', '.join(sorted(ENGINES))}")
+        return ENGINES[spec](**kwargs)
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(spec, **kwargs)
+    except Exception as e:
+        # Hydra wraps errors raised by the target; surface EngineUnavailable itself.
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, EngineUnavailable):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise

@@ -1,0 +1,336 @@
+"""The evaluation harness: any engine on any manifest -> predictions, report, chart.
+
+    python -m vin_ocr.evaluation.evaluate engine=<name> [engine.path=RUN_FOLDER_OR_MODEL] \\
+        data=manifest data.path=FILE.jsonl hydra.run.dir=OUT
+
+With no arguments it runs RapidOCR on the bundled samples, offline. Options: ``batch_size``,
+``limit`` (first N samples), ``crops`` (``auto``: each sample's ``crop`` flag, else a scene when
+it has a ``box``, else a line crop; ``true``; ``false``). The run folder receives
+``predictions.jsonl``, ``report.json``, ``report.md`` and ``per_position.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.metadata
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+import vin_ocr
+from vin_ocr.data.sample import Sample, atomic_write_text, read_manifest
+from vin_ocr.evaluation.engines import Engine, EngineUnavailable, build_engine
+from vin_ocr.evaluation.metric import VinMetric
+from vin_ocr.evaluation.report import (
+    fmt,
+    plot_per_position,
+    render_markdown,
+    write_json,
+    write_jsonl,
+)
+
+# --------------------------------------------------------------------------- config schemas
+_ENGINES = "vin_ocr.evaluation.engines."
+
+
+@dataclass
+class RapidOCRConf:
+    _target_: str = _ENGINES + "RapidOCREngine"
+    path: str | None = None
+    det_path: str | None = None
+    threads: int | None = None
+    text_score: float = 0.5
+    rec_batch_num: int = 8
+
+
+@dataclass
+class TesseractConf:
+    _target_: str = _ENGINES + "TesseractEngine"
+    binary: str = "tesseract"
+    lang: str = "eng"
+    psm_crop: int = 7
+    psm_scene: int = 6
+    whitelist: str | None = None
+    whitelist_scenes: bool = False
+    workers: int = 1
+    timeout_s: float = 60.0
+
+
+@dataclass
+class PaddleOCRConf:
+    _target_: str = _ENGINES + "PaddleOCREngine"
+    path: str | None = None
+    det_path: str | None = None
+    rec_model: str = "en_PP-OCRv5_mobile_rec"
+    det_model: str = "PP-OCRv5_mobile_det"
+    device: str = "cpu"
+
+
+@dataclass
+class CheckpointConf:
+    _target_: str = _ENGINES + "CheckpointEngine"
+    path: str = MISSING
+
+
+@dataclass
+class DataConf:
+    #: A JSONL manifest; ``None`` means the bundled samples (``vin_ocr.SAMPLES_DIR``).
+    path: str | None = MISSING
+
+
+@dataclass
+class EvalConf:
+    engine: Any = MISSING
+    data: DataConf = field(default_factory=DataConf)
+    batch_size: int = 8
+    limit: int | None = None
+    crops: Any = "auto"  # auto | true | false
+    warmup: bool = True
+    top_confusions: int = 20
+    #: Where the run's files go; ``None``: the Hydra run folder (``hydra.run.dir``).
+    out_dir: str | None = None
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Register the schemas that ``configs/eval.yaml`` and its groups extend (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="eval_schema", node=EvalConf)
+    cs.store(group="data", name="data_schema", node=DataConf)
+    for name, node in (
+        ("rapidocr", RapidOCRConf),
+        ("tesseract", TesseractConf),
+        ("paddleocr", PaddleOCRConf),
+        ("checkpoint", CheckpointConf),
+    ):
+        cs.store(group="engine", name=f"{name}_schema", node=node)
+
+
+register_configs()
+
+
+# --------------------------------------------------------------------------- the harness
+def resolve_manifest(path: str | Path | None) -> Path:
+    """The manifest to read: ``path``, or the bundled samples' when ``None``."""
+    return Path(path) if path else vin_ocr.SAMPLES_DIR / "manifest.jsonl"
+
+
+def _crop_mode(crops: Any) -> bool | None:
+    """``auto`` -> None; true/false (bool or string) -> bool."""
+    if isinstance(crops, bool):
+        return crops
+    value = str(crops).strip().lower()
+    if value in ("auto", "none", "null"):
+        return None
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ValueError(f"crops={crops!r}: expected auto, true or false")
+
+
+def _is_crop(sample: Sample, mode: bool | None) -> bool:
+    if mode is not None:
+        return mode
+    if sample.crop is not None:
+        return sample.crop
+    return sample.box is None
+
+
+def _load(sample: Sample, manifest: Path | None):  # -> PIL.Image.Image
+    try:
+        return sample.load_image()
+    except (OSError, ValueError) as e:
+        where = f"{manifest}: " if manifest else ""
+        raise ValueError(f"{where}image {sample.image} cannot be read ({e})") from e
+
+
+def _versions(engine: Engine) -> dict[str, str]:
+    out = {"vin_ocr": vin_ocr.__version__, "python": platform.python_version()}
+    for pkg in ("rapidocr", "onnxruntime", "paddleocr", "paddlepaddle"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[pkg] = importlib.metadata.version(pkg)
+    version = getattr(engine, "version", None)  # e.g. the tesseract binary's
+    if version:
+        out[engine.name] = str(version)
+    out["platform"] = platform.platform()
+    out["processor"] = platform.processor() or platform.machine()
+    return out
+
+
+def _rel(image: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return image.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return image.as_posix()
+
+
+_KIND_KEYS = ("n", "exact_match", "char_accuracy", "cer", "valid_rate", "ms_per_image")
+
+
+def _predict_timed(
+    engine: Engine, images: Sequence[Any], flags: Sequence[bool]
+) -> tuple[list[str], list[float]]:
+    """Predict line crops and scenes as separate calls (their costs differ by ~40x), so each
+    image's latency is its own call's time divided by that call's batch size."""
+    preds, latency = [""] * len(images), [0.0] * len(images)
+    for kind in (True, False):
+        idx = [i for i, f in enumerate(flags) if f is kind]
+        if not idx:
+            continue
+        t0 = time.perf_counter()
+        out = engine.predict([images[i] for i in idx], [kind] * len(idx))
+        per_image = (time.perf_counter() - t0) / len(idx)
+        if len(out) != len(idx):
+            raise RuntimeError(f"engine {engine.name} returned {len(out)} strings for {len(idx)}")
+        for i, text in zip(idx, out, strict=True):
+            preds[i], latency[i] = text, per_image
+    return preds, latency
+
+
+def run_eval(
+    engine: Engine,
+    samples: Sequence[Sample],
+    out_dir: str | Path,
+    *,
+    batch_size: int = 8,
+    crops: Any = "auto",
+    warmup: bool = True,
+    top_confusions: int = 20,
+    manifest: Path | None = None,
+    engine_config: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run ``engine`` over ``samples`` in batches, score, write the run's four files.
+
+    Returns the report (the dict written to ``report.json``), with ``files`` naming what was
+    written. Samples without a label are predicted and written but not scored.
+    """
+    from tqdm import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be at least 1")
+    if not samples:
+        raise ValueError(f"{manifest or 'samples'}: no samples to evaluate")
+    mode = _crop_mode(crops)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    root = manifest.parent if manifest else None
+    metric = VinMetric(top_confusions=top_confusions)
+    by_kind = {"crop": VinMetric(top_confusions=0), "scene": VinMetric(top_confusions=0)}
+
+    if warmup:  # first-call costs (graph optimisation, caches) stay out of the latency
+        engine.predict([_load(samples[0], manifest)], [_is_crop(samples[0], mode)])
+
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    with tqdm(total=len(samples), desc=f"eval {engine.name}", disable=not progress) as bar:
+        for b in range(0, len(samples), batch_size):
+            batch = samples[b : b + batch_size]
+            images = [_load(s, manifest) for s in batch]
+            flags = [_is_crop(s, mode) for s in batch]
+            preds, latency = _predict_timed(engine, images, flags)
+            for s, raw, crop, per_image in zip(batch, preds, flags, latency, strict=True):
+                row: dict[str, Any] = {"image": _rel(s.image, root), "truth": s.vin, "raw": raw}
+                if s.vin.strip():
+                    sc = metric.update(s.vin, raw, latency_s=per_image)
+                    by_kind["crop" if crop else "scene"].update(s.vin, raw, latency_s=per_image)
+                    row.update(truth=sc.truth, pred=sc.pred, exact=sc.exact, valid=sc.valid)
+                    row.update(cer=sc.cer, char_accuracy=sc.char_accuracy)
+                else:
+                    pred = metric.normalize(raw)
+                    valid = bool(pred) and metric.is_valid(pred)
+                    row.update(pred=pred, exact=None, valid=valid, cer=None, char_accuracy=None)
+                row.update(latency_s=per_image, crop=crop)
+                rows.append(row)
+            bar.update(len(batch))
+    wall = time.perf_counter() - start
+
+    report: dict[str, Any] = metric.summary()
+    report.update(
+        n_unlabelled=sum(r["exact"] is None for r in rows),
+        by_kind={
+            kind: {k: v for k, v in m.summary().items() if k in _KIND_KEYS}
+            for kind, m in by_kind.items()
+            if m.n
+        },
+        engine={"name": engine.name, **(engine_config or {})},
+        data={"path": str(manifest) if manifest else None, "n_samples": len(samples)},
+        crops="auto" if mode is None else mode,
+        batch_size=batch_size,
+        wall_s=wall,
+        timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        versions=_versions(engine),
+        command=" ".join(sys.argv),
+    )
+    errors = [r for r in rows if r["exact"] is False][:10]
+    png = out / "per_position.png"
+    files = {
+        "predictions": write_jsonl(out / "predictions.jsonl", rows),
+        "report_json": write_json(out / "report.json", report),
+        "report_md": out / "report.md",
+        "per_position": plot_per_position({engine.name: report["per_position"]}, png),
+    }
+    atomic_write_text(files["report_md"], render_markdown(report, errors))
+    report["files"] = {k: str(v) for k, v in files.items()}
+    return report
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Build the engine and the data named by ``cfg`` (``configs/eval.yaml``) and run them."""
+    if cfg.out_dir:
+        out_dir = Path(cfg.out_dir)
+    else:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            raise ValueError("out_dir is not set and no Hydra run folder exists: pass out_dir=DIR")
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+    manifest = resolve_manifest(cfg.data.path)
+    samples = read_manifest(manifest)
+    if cfg.limit is not None:
+        if cfg.limit < 1:
+            raise ValueError(f"limit={cfg.limit}: must be at least 1 (or null for all)")
+        samples = samples[: cfg.limit]
+    engine_cfg = OmegaConf.to_container(cfg.engine, resolve=True)
+    assert isinstance(engine_cfg, dict)
+    engine_cfg.pop("_target_", None)
+    engine = build_engine(cfg.engine)
+    return run_eval(
+        engine,
+        samples,
+        out_dir,
+        batch_size=cfg.batch_size,
+        crops=cfg.crops,
+        warmup=cfg.warmup,
+        top_confusions=cfg.top_confusions,
+        manifest=manifest,
+        engine_config={str(k): v for k, v in engine_cfg.items()},
+        progress=cfg.progress,
+    )
+
+
+@hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        report = evaluate(cfg)
+    except (OSError, ValueError, EngineUnavailable) as e:  # bad input: the message, no trace
+        raise SystemExit(f"error: {e}") from e
+    keys = ("n", "exact_match", "char_accuracy", "cer", "valid_rate", "ms_per_image")
+    print(f"{report['engine']['name']}: " + ", ".join(f"{k}={fmt(k, report[k])}" for k in keys))
+    print(f"-> {Path(report['files']['report_md']).parent}")
+
+
+if __name__ == "__main__":
+    main()
