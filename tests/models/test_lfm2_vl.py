@@ -1,0 +1,232 @@
+"""LFM2-VL family on a tiny random model of the real architecture (offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import vin_ocr
+from vin_ocr.data import Sample
+from vin_ocr.models.lfm2_vl import Lfm2Vl, Lfm2VlSettings, attn_implementation_map
+from vin_ocr.models.lora import apply_lora, load_adapter, lora_module_names, merge_lora
+from vin_ocr.models.tiny import LFM2_CHAT_TEMPLATE, text_image
+from vin_ocr.models.vlm import IGNORE_INDEX, ModelLoadError, settings_from
+
+VINS = [
+    "1M8GDM9AXKP042788",
+    "WVWZZZ1JZXW000001",
+    "JH4KA7561PC008269",
+    "2T1BURHE0JC123456",
+    "5YJ3E1EA7KF317000",
+    "3VWFE21C04M000001",
+    "KMHCT4AE3FU123456",
+    "LSGJA52U26S012345",
+]
+TINY = {"tiny": True, "min_image_tokens": 8, "max_image_tokens": 16}
+
+
+# PEFT 0.21 calls a transformers 5 method that warns about its own deprecation.
+pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models run faster on one thread, and far faster when other jobs share the CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build(seed: int = 0, cfg: dict | None = None, hardware=None):
+    torch.manual_seed(seed)
+    family = Lfm2Vl()
+    model, processor = family.build(cfg or TINY, hardware)
+    return family, model, processor
+
+
+def samples(vins, *, alternate: bool = False, sizes=None) -> list[Sample]:
+    out = []
+    for i, vin in enumerate(vins):
+        size = sizes[i] if sizes else (192, 32)
+        image = text_image(vin, inverted=alternate and i % 2 == 1, size=size)
+        out.append(Sample(image=Path(f"{vin}.png"), vin=vin, source="synth", pixels=image))
+    return out
+
+
+def train(family, model, batch, steps: int, lr: float) -> list[float]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = family.loss(model, batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return losses
+
+
+def eval_logits(model, batch) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return model(**inputs).logits
+
+
+def test_build_tiny_uses_the_real_classes_and_a_chat_template():
+    _, model, processor = build()
+    assert type(model).__name__ == "Lfm2VlForConditionalGeneration"
+    assert type(processor).__name__ == "Lfm2VlProcessor"
+    assert processor.chat_template == LFM2_CHAT_TEMPLATE
+    assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert sum(p.numel() for p in model.parameters()) < 400_000
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}],
+        add_generation_prompt=True,
+        tokenize=False,
+    )
+    assert text == "<|startoftext|><|im_start|>user\n<image>Hi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_attention_is_set_per_tower():
+    assert attn_implementation_map("flash_attention_2") == {
+        "": "flash_attention_2",
+        "text_config": "flash_attention_2",
+        "vision_config": "sdpa",
+    }
+    # vin_ocr.hardware.Hardware spells dtypes bf16 / fp16 / fp32.
+    hardware = type("HW", (), {"device": "cpu", "dtype": "fp32", "attn_implementation": "eager"})
+    _, model, _ = build(hardware=hardware())
+    assert model.config.text_config._attn_implementation == "eager"
+    assert model.config.vision_config._attn_implementation == "eager"
+
+
+def test_collate_labels_only_the_answer_and_end_token():
+    family, _, processor = build()
+    tok = processor.tokenizer
+    # Different image shapes give different image-token counts, so prompts differ in length
+    # and the shorter row is padded on the right.
+    batch_samples = samples(VINS[:2], sizes=[(192, 32), (64, 64)])
+    batch = family.collate(batch_samples)
+    prompt_lengths = [
+        int(family._prompts([s.load_image()])["attention_mask"].sum()) for s in batch_samples
+    ]
+    assert prompt_lengths[0] != prompt_lengths[1]
+    width = batch["input_ids"].shape[1]
+    for row, (sample, n) in enumerate(zip(batch_samples, prompt_lengths, strict=True)):
+        labels = batch["labels"][row]
+        labelled = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
+        assert labelled == list(range(n, n + 18))  # 17 VIN characters + <|im_end|>
+        assert tok.decode(labels[labelled]) == sample.vin + "<|im_end|>"
+        assert torch.equal(labels[labelled], batch["input_ids"][row, labelled])
+        # Everything after the answer is padding: masked out of attention and loss.
+        assert batch["attention_mask"][row].tolist() == [1] * (n + 18) + [0] * (width - n - 18)
+        assert set(batch["input_ids"][row, n + 18 :].tolist()) <= {tok.pad_token_id}
+        # The image placeholders are in the prompt and never labelled.
+        image_positions = (batch["input_ids"][row] == processor.image_token_id).nonzero()
+        assert len(image_positions) > 0 and image_positions.max() < n
+    assert batch["pixel_values"].shape[0] == 2
+
+
+def test_overfitting_eight_samples_lowers_the_loss():
+    family, model, _ = build()
+    batch = family.collate(samples(VINS))
+    losses = train(family, model, batch, steps=20, lr=3e-3)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.slow
+def test_predict_reads_back_overfitted_vins():
+    family, model, _ = build()
+    train_samples = samples(VINS[:2], alternate=True)
+    before = family.predict(model, [s.load_image() for s in train_samples])
+    assert all(isinstance(p, str) for p in before) and len(before) == 2
+    train(family, model, family.collate(train_samples), steps=60, lr=3e-3)
+    assert family.predict(model, [s.load_image() for s in train_samples]) == VINS[:2]
+
+
+def test_lora_trains_only_adapters_in_the_language_model(tmp_path):
+    family, model, _ = build()
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    peft_model = apply_lora(model, family.lora_settings())
+
+    landed = set(lora_module_names(peft_model))
+    language_linears = {
+        name
+        for name, module in peft_model.get_base_model().named_modules()
+        if name.startswith("model.language_model.")
+        and (isinstance(module, torch.nn.Linear) or hasattr(module, "base_layer"))
+        and not any(part in name for part in ("lora_", "base_layer"))
+    }
+    assert landed == language_linears  # q/k/v/out_proj, conv in/out_proj, w1/w2/w3
+    assert not any("vision_tower" in n or "projector" in n for n in landed)
+
+    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n for n in trainable)
+    frozen = {
+        n: p.detach().clone() for n, p in peft_model.named_parameters() if not p.requires_grad
+    }
+    adapters = {n: p.detach().clone() for n, p in trainable.items()}
+
+    batch = family.collate(samples(VINS[:4]))
+    losses = train(family, peft_model, batch, steps=5, lr=1e-2)
+    assert losses[-1] < losses[0]
+    for name, p in peft_model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), f"base weight {name} changed"
+        else:
+            assert not torch.equal(p, adapters[name]), f"adapter {name} did not change"
+
+    # Save the adapter, reload it on a fresh copy of the base: identical logits.
+    logits = eval_logits(peft_model, batch)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    _, fresh, _ = build(seed=123)
+    fresh.load_state_dict(base_state)
+    reloaded = load_adapter(fresh, tmp_path / "adapter")
+    assert torch.equal(eval_logits(reloaded, batch), logits)
+
+    # Merge: a plain model with no adapters, same logits within float32 rounding.
+    merged = merge_lora(peft_model)
+    assert type(merged).__name__ == "Lfm2VlForConditionalGeneration"
+    assert not lora_module_names(merged)
+    torch.testing.assert_close(eval_logits(merged, batch), logits, atol=1e-5, rtol=1e-5)
+
+
+def test_real_loading_path_from_a_local_folder(tmp_path):
+    """``tiny: false`` runs the real ``from_pretrained`` code: here on a saved tiny model."""
+    family, model, processor = build()
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    cfg = {**TINY, "tiny": False, "checkpoint": str(tmp_path / "ckpt")}
+    loaded_family, loaded, loaded_processor = build(cfg=cfg)
+    assert loaded_processor.chat_template == processor.chat_template
+    batch = family.collate(samples(VINS[:2]))
+    assert torch.equal(loaded_family.collate(samples(VINS[:2]))["input_ids"], batch["input_ids"])
+    assert torch.equal(eval_logits(loaded, batch), eval_logits(model, batch))
+
+
+def test_loading_failures_raise_with_the_reason(tmp_path):
+    with pytest.raises(ModelLoadError, match="could not load LFM2-VL from"):
+        build(cfg={"checkpoint": str(tmp_path / "missing")})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"model_type": "siglip_vision_model"}')
+    with pytest.raises(ModelLoadError, match="not lfm2_vl"):
+        build(cfg={"checkpoint": str(tmp_path / "other")})
+
+
+@pytest.mark.parametrize("name", ["lfm2_5_vl", "lfm2_vl_450m"])
+def test_model_configs_build_tiny(name):
+    cfg = OmegaConf.load(vin_ocr.CONFIG_DIR / "model" / f"{name}.yaml")
+    settings = settings_from(Lfm2VlSettings, cfg, "lfm2_vl")
+    assert settings.family == "lfm2_vl" and settings.checkpoint.startswith("LiquidAI/")
+    assert 64 <= settings.min_image_tokens <= settings.max_image_tokens <= 256
+    family, _, _ = build(cfg=OmegaConf.merge(cfg, TINY))
+    assert family.lora_settings().r == cfg.lora.r
+    with pytest.raises(ValueError, match="max_image_token"):
+        settings_from(Lfm2VlSettings, OmegaConf.merge(cfg, {"max_image_token": 9}), "lfm2_vl")

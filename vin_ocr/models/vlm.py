@@ -1,0 +1,171 @@
+"""Pieces shared by the two VLM families (``lfm2_vl``, ``deepseek_ocr``).
+
+A training example is ``prompt tokens (with the image placeholders the processor expands)``
+followed by ``answer tokens + end token``. The prompt is encoded by the family's processor exactly
+as at inference; the answer is tokenised on its own and appended, so label positions are known
+exactly (no search for where the answer starts) and only they carry a label: the prompt, the image
+tokens and the padding are ``-100``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+_DTYPES = {
+    **{name: torch.float32 for name in ("float32", "fp32")},
+    **{name: torch.bfloat16 for name in ("bfloat16", "bf16")},
+    **{name: torch.float16 for name in ("float16", "fp16")},
+}
+# vin_ocr.hardware.Hardware names dtypes by their short names
+_DTYPES.update(fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)
+#: Keys of a processor's output that hold images (cast to the model's dtype).
+PIXEL_KEYS = ("pixel_values", "pixel_values_local")
+
+
+class ModelLoadError(RuntimeError):
+    """A model or processor could not be loaded; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how to run: resolved from a ``Hardware``-like object (or None: CPU)."""
+
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    attn_implementation: str = "sdpa"
+
+
+def resolve_hardware(hardware: Any) -> Placement:
+    """Read ``device``/``dtype``/``attn_implementation`` from any object that has them
+    (``dtype`` as ``bf16``/``bfloat16``/``torch.bfloat16``, ...).
+
+    >>> resolve_hardware(None)
+    Placement(device='cpu', dtype=torch.float32, attn_implementation='sdpa')
+    """
+    if hardware is None:
+        return Placement()
+    dtype_name = str(getattr(hardware, "dtype", "float32")).removeprefix("torch.")
+    if dtype_name not in _DTYPES:
+        raise ValueError(f"hardware.dtype must be one of {sorted(_DTYPES)}, not {dtype_name!r}")
+    return Placement(
+        device=str(getattr(hardware, "device", "cpu")),
+        dtype=_DTYPES[dtype_name],
+        attn_implementation=str(getattr(hardware, "attn_implementation", None) or "sdpa"),
+    )
+
+
+def settings_from(cls: type, cfg: Any, family: str) -> Any:
+    """Build the dataclass ``cls`` from a model config (dict or DictConfig); an unknown key fails
+    naming the key (keys starting with ``_``, such as ``_target_``, are Hydra's and skipped)."""
+    if cfg is None:
+        values: dict[str, Any] = {}
+    elif isinstance(cfg, Mapping):
+        values = dict(cfg)
+    else:  # OmegaConf DictConfig
+        from omegaconf import OmegaConf
+
+        values = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    values = {k: v for k, v in values.items() if not str(k).startswith("_")}
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"model config for family {family!r}: unknown key(s) {unknown}; known: {sorted(names)}"
+        )
+    return cls(**values)
+
+
+def answer_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of the answer followed by the end-of-turn token (the tokenizer's eos)."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos token: the model could not learn to stop")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [*ids, tokenizer.eos_token_id]
+
+
+def training_batch(
+    prompts: Mapping[str, Any], answers: Sequence[Sequence[int]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Append each answer to its (left-padded) prompt, re-pad on the right, label the answers.
+
+    ``prompts`` is a processor output with ``input_ids``/``attention_mask`` (left padding) and the
+    image tensors, which are passed through unchanged.
+    """
+    input_ids, attention = prompts["input_ids"], prompts["attention_mask"]
+    rows = []
+    for i, answer in enumerate(answers):
+        prompt = input_ids[i][attention[i].bool()]
+        tail = torch.tensor(answer, dtype=prompt.dtype)
+        rows.append((prompt, tail))
+    length = max(len(p) + len(a) for p, a in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=input_ids.dtype)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=input_ids.dtype)
+    mask = torch.zeros((len(rows), length), dtype=attention.dtype)
+    for i, (prompt, tail) in enumerate(rows):
+        n, m = len(prompt), len(tail)
+        ids[i, :n], ids[i, n : n + m] = prompt, tail
+        labels[i, n : n + m] = tail
+        mask[i, : n + m] = 1
+    batch = {k: v for k, v in prompts.items() if k not in ("input_ids", "attention_mask")}
+    batch.update(input_ids=ids, attention_mask=mask, labels=labels)
+    return batch
+
+
+def to_model(batch: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+    """Move tensors to the model's device and the pixel tensors to its floating dtype."""
+    device = next(model.parameters()).device
+    dtype = _float_dtype(model)
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if key in PIXEL_KEYS and value.is_floating_point():
+                value = value.to(dtype)
+        out[key] = value
+    return out
+
+
+def _float_dtype(model: torch.nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+    """The model's own shifted cross-entropy over the labelled (answer) positions."""
+    out = model(**to_model(batch, model))
+    if out.loss is None:
+        raise ValueError("the batch has no labels: build it with the family's collate()")
+    return out.loss
+
+
+@torch.no_grad()
+def generate_answers(
+    model: Any, tokenizer: Any, prompts: Mapping[str, Any], max_new_tokens: int
+) -> list[str]:
+    """Greedy-decode after the (left-padded) prompts; return the new text only, special tokens
+    dropped, surrounding whitespace stripped (VIN normalisation is the caller's)."""
+    was_training = model.training
+    model.eval()
+    try:
+        inputs = to_model(prompts, model)
+        out = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    finally:
+        model.train(was_training)
+    new = out[:, inputs["input_ids"].shape[1] :]
+    return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
