@@ -85,10 +85,10 @@ def test_paddleocr_real_or_skip():
     assert engine.predict([draw_line(VINS[0])])[0].replace(" ", "") == VINS[0]
 
 
-def test_checkpoint_placeholder(tmp_path):
+def test_checkpoint_engine_errors_name_the_folder(tmp_path):
     with pytest.raises(EngineUnavailable, match="does not exist"):
         CheckpointEngine(str(tmp_path / "missing-run"))
-    with pytest.raises(EngineUnavailable, match="issue #4"):
+    with pytest.raises(EngineUnavailable, match="not a finished training run folder"):
         CheckpointEngine(str(tmp_path))
 
 
@@ -111,5 +111,5 @@ def test_every_engine_config_composes_and_names_its_class(name, tmp_path):
         engine = build_engine(cfg.engine)
         assert engine.name == "rapidocr"
     elif name == "checkpoint":  # Hydra's wrapper is removed: the reason comes through as is
-        with pytest.raises(EngineUnavailable, match="issue #4"):
+        with pytest.raises(EngineUnavailable, match="not a finished training run folder"):
             build_engine(cfg.engine)

@@ -267,11 +267,8 @@ class PaddleOCREngine:
 
 
 class CheckpointEngine:
-    """A finished training run folder (``engine=checkpoint engine.path=RUN``).
-
-    Hook for the training harness: until training lands (issue #4) no run folder holds a model
-    this engine can load, so it raises :class:`EngineUnavailable` naming the folder.
-    """
+    """A finished training run folder (``engine=checkpoint engine.path=RUN``), read through the
+    same model family that trained it (:func:`vin_ocr.models.engine.load_run`)."""
 
     name = "checkpoint"
 
@@ -281,15 +278,16 @@ class CheckpointEngine:
         run = Path(path)
         if not run.is_dir():
             raise EngineUnavailable(f"engine=checkpoint: run folder {run} does not exist")
-        raise EngineUnavailable(
-            f"engine=checkpoint needs a training run folder with a loadable model; {run} has "
-            "none (training lands with issue #4)"
-        )
+        from vin_ocr.models.engine import load_run
 
-    def predict(
-        self, images: Sequence[Image], crops: Sequence[bool] | None = None
-    ) -> list[str]:  # pragma: no cover - unreachable until training lands
-        raise NotImplementedError
+        try:
+            self._engine = load_run(run)
+        except FileNotFoundError as exc:
+            raise EngineUnavailable(f"engine=checkpoint: {exc}") from None
+        self.name = self._engine.name
+
+    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+        return self._engine.predict(images, crops)
 
 
 #: Engine name -> builder (the class); Hydra configs name the same classes with ``_target_``.

@@ -1,0 +1,1 @@
+"""Stub of ``flash_attn.ops``."""

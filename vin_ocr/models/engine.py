@@ -1,0 +1,59 @@
+"""A model family's model as an evaluation engine, and a training run folder loaded as one.
+
+A finished run folder holds ``model/`` (weights + processor, ``save_pretrained`` layout) and
+``run.json`` (the family and the resolved ``model`` config). ``engine=checkpoint engine.path=RUN``
+loads it through the same family module that trained it, so prediction takes the same path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vin_ocr.models.base import ModelFamily
+
+RUN_FILE = "run.json"
+MODEL_DIR = "model"
+
+
+class FamilyEngine:
+    """``predict(images, crops)`` through ``family.predict`` (line crops; a scene is read whole)."""
+
+    def __init__(self, family: ModelFamily, model: Any, name: str | None = None) -> None:
+        self.family, self.model = family, model
+        self.name = name or family.name
+
+    def predict(self, images: Sequence[Any], crops: Sequence[bool] | None = None) -> list[str]:
+        import torch
+
+        self.model.eval()
+        with torch.no_grad():
+            return list(self.family.predict(self.model, images))
+
+
+def load_run(path: str | Path, hardware: Any = None) -> FamilyEngine:
+    """The trained model of the run folder ``path`` as an engine; clear errors for what is not."""
+    from omegaconf import OmegaConf
+
+    from vin_ocr.models.registry import get_family
+
+    run = Path(path)
+    info_path = run / RUN_FILE
+    if not info_path.is_file():
+        raise FileNotFoundError(
+            f"{run}: not a finished training run folder (no {RUN_FILE}); train one with "
+            "python -m vin_ocr.training.hf_finetune"
+        )
+    info = json.loads(info_path.read_text())
+    model_dir = run / MODEL_DIR
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{run}: the run has no {MODEL_DIR}/ folder (was it interrupted?)")
+    model_cfg = OmegaConf.create(info["model"])
+    model_cfg.checkpoint = str(model_dir.resolve())
+    if "tiny" in model_cfg:
+        model_cfg.tiny = False  # the saved weights, whatever built them
+    family = get_family(info["family"], model_cfg)
+    model, _ = family.build(model_cfg, hardware)
+    return FamilyEngine(family, model, name=f"checkpoint:{run.name}")
