@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## The main job on its embedded default (no GPU, no Hub).
+## The main job on its embedded default (no GPU, no Hub): fine-tune PP-OCRv6-small on synthetic VINs.
 run: $(STAMP)
-	$(BIN)/python -m vin_ocr.evaluation.evaluate
+	$(BIN)/python -m vin_ocr.training.hf_finetune
 
-## The evaluation harness on the bundled samples (same as run until training lands).
+## The evaluation harness on the bundled samples (the pretrained RapidOCR baseline).
 eval: $(STAMP)
 	$(BIN)/python -m vin_ocr.evaluation.evaluate
 

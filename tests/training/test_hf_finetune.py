@@ -103,16 +103,16 @@ def test_killed_run_resumes_to_the_same_state(tmp_path):
 
 
 @pytest.mark.slow
-def test_accelerate_launch_two_cpu_processes_share_one_run_folder(tmp_path):
-    """accelerate launch --cpu --num_processes 2: one run folder, written by the main process."""
+def test_two_cpu_processes_share_one_run_folder(tmp_path):
+    """Two processes (torchrun, gloo; what `accelerate launch --multi_gpu` does on GPUs): one run
+    folder, written by the main process, with every process's RNG state in the checkpoint."""
     run = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "vin_ocr.training.hf_finetune", *TINY, "training.max_steps=3",
-        "training.save_every=3", "training.eval_every=0", "training.batch_size=2",
-        "training.num_workers=0", "data.synth_train=8", "data.synth_val=3", "data.test=[]",
-        "export_onnx=false", f"run_dir={run}",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "vin_ocr.training.hf_finetune", "model=lfm2_vl_450m", "training=lora",
+        *TINY, "training.max_steps=3", "training.save_every=3", "training.eval_every=0",
+        "training.batch_size=2", "training.num_workers=0", "data.synth_train=8",
+        "data.synth_val=3", "data.test=[]", f"run_dir={run}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
@@ -120,8 +120,16 @@ def test_accelerate_launch_two_cpu_processes_share_one_run_folder(tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["metrics"]["train"]["steps"] == 3
     ckpt = run / "checkpoints" / "step_000003"
-    # each process saved its own RNG state into the one checkpoint
     assert sorted(p.name for p in ckpt.glob("random_states_*.pkl")) == [
         "random_states_0.pkl", "random_states_1.pkl",
     ]  # fmt: skip
-    assert not list(tmp_path.glob("runs")), "a second run folder was created"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "a second run folder appeared"
+
+
+def test_pp_ocr_refuses_several_processes():
+    from vin_ocr.training.hf_finetune import _check_processes
+
+    with pytest.raises(ValueError, match="one process"):
+        _check_processes("pp_ocr", 2)
+    _check_processes("pp_ocr", 1)
+    _check_processes("lfm2_vl", 2)

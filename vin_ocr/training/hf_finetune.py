@@ -43,6 +43,8 @@ from vin_ocr.training.data import build_datasets, test_manifest
 from vin_ocr.training.loop import LoopConfig, fit
 
 log = logging.getLogger(__name__)
+# hydra.run.dir: run_dir when given, so Hydra's own folder is the run folder
+OmegaConf.register_new_resolver("vin_or", lambda a, b: a or b, replace=True)
 
 MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 HEADLINE = ("exact_match", "char_accuracy", "cer")
@@ -127,6 +129,16 @@ def _method_into_model(model_cfg: DictConfig, method: str) -> DictConfig:
     return model_cfg
 
 
+def _check_processes(family: str, processes: int) -> None:
+    # PP-OCR's CTC loss reads the model's parts, not its forward, so DDP would not sync its
+    # gradients: refuse rather than train diverging replicas.
+    if family == "pp_ocr" and processes > 1:
+        raise ValueError(
+            f"model family pp_ocr trains in one process ({processes} were launched): run "
+            "python -m vin_ocr.training.hf_finetune without accelerate launch"
+        )
+
+
 def train(cfg: DictConfig) -> RunResult:
     """Compose nothing, read ``cfg``, train, evaluate, save: the whole run as a function."""
     from accelerate import Accelerator
@@ -144,6 +156,7 @@ def train(cfg: DictConfig) -> RunResult:
         mixed_precision=MIXED_PRECISION.get(hardware.dtype, "no"),
         gradient_accumulation_steps=loop_cfg.gradient_accumulation_steps,
     )
+    _check_processes(model_cfg.family, accelerator.num_processes)
     main = accelerator.is_main_process
     run_dir = _run_dir(accelerator, cfg)
     if main:
@@ -202,8 +215,7 @@ def train(cfg: DictConfig) -> RunResult:
     if result.history:
         out.metrics["val_baseline"] = result.history[0]
         out.metrics["val"] = max(result.history, key=lambda h: h["exact_match"])
-    if result.stopped_early or not main:
-        accelerator.wait_for_everyone()
+    if result.stopped_early or not main:  # what follows is the main process's alone
         return out
 
     out.artefacts["model"] = save_model(model, processor, run_dir / MODEL_DIR)
