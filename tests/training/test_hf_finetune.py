@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -46,7 +45,8 @@ def test_smoke_run_leaves_a_complete_run_folder(tmp_path):
     from vin_ocr.evaluation.engines import build_engine
 
     engine = build_engine("checkpoint", path=str(run))
-    rows = [json.loads(x) for x in (run / "eval/samples/predictions.jsonl").read_text().splitlines()]
+    lines = (run / "eval/samples/predictions.jsonl").read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
     images = [Image.open(vin_ocr.SAMPLES_DIR / r["image"]).convert("RGB") for r in rows[:4]]
     assert engine.predict(images) == [r["raw"] for r in rows[:4]]
 
@@ -84,8 +84,8 @@ def test_killed_run_resumes_to_the_same_state(tmp_path):
                    capture_output=True, timeout=300)  # fmt: skip
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, *common, f"run_dir={killed}", "training.keep_checkpoints=10"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    args = [*cmd, *common, f"run_dir={killed}", "training.keep_checkpoints=10"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not (killed / "checkpoints" / "step_000002" / "trainer_state.json").exists():
         assert time.time() < deadline and proc.poll() is None, "no checkpoint before the deadline"

@@ -15,6 +15,10 @@ BASE_MODELS = {
     "rapidocr": "PaddlePaddle/PP-OCRv6_small_rec",
 }
 PIPELINE = {"pp_ocr": "image-to-text", "lfm2_vl": "image-text-to-text"}
+TABLE_HEAD = (
+    "| set | exact (base) | exact (fine-tuned) | char acc (base) | char acc (fine-tuned) "
+    "| CER (base) | CER (fine-tuned) |\n| --- | --- | --- | --- | --- | --- | --- |"
+)
 METRICS = (("exact_match", "Exact match"), ("char_accuracy", "Character accuracy"), ("cer", "CER"))
 
 
@@ -33,12 +37,15 @@ def render_model_card(info: dict[str, Any], run_name: str) -> str:
     sets = [s for s in sets if not s.endswith("_baseline")]
     for name in sets:
         for key, pretty in METRICS:
-            results.append(
-                EvalResult(
-                    task_type="image-to-text", dataset_type=name, dataset_name=name,
-                    metric_type=key, metric_name=pretty, metric_value=metrics[f"test/{name}"][key],
-                )  # fmt: skip
+            result = EvalResult(
+                task_type="image-to-text",
+                dataset_type=name,
+                dataset_name=name,
+                metric_type=key,
+                metric_name=pretty,
+                metric_value=metrics[f"test/{name}"][key],
             )
+            results.append(result)
     data = ModelCardData(
         license="apache-2.0",
         library_name="transformers",
@@ -68,8 +75,7 @@ A VIN reader fine-tuned with [vin-ocr](https://github.com/vin-ocr/vin-ocr) from
 
 ## Results: pretrained baseline vs fine-tuned
 
-| set | exact (base) | exact (fine-tuned) | char acc (base) | char acc (fine-tuned) | CER (base) | CER (fine-tuned) |
-| --- | --- | --- | --- | --- | --- | --- |
+{TABLE_HEAD}
 {chr(10).join(rows)}
 
 `val` is the validation split used during training; other sets are evaluated at the end.
@@ -101,7 +107,8 @@ print(engine.predict([Image.open("vin_crop.jpg")]))
 ```
 
 or from the command line:
-`python -m vin_ocr.evaluation.evaluate engine=checkpoint engine.path={run_name} data=manifest data.path=FILE.jsonl`
+`python -m vin_ocr.evaluation.evaluate engine=checkpoint engine.path={run_name} \\
+data=manifest data.path=FILE.jsonl`
 """
     return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body))
 

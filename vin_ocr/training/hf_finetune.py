@@ -36,7 +36,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import vin_ocr
-import vin_ocr.hardware  # noqa: F401  (registers the hardware schema for Hydra)
+import vin_ocr.hardware  # registers the hardware schema for Hydra
 from vin_ocr.data.sample import atomic_write_text, read_manifest
 from vin_ocr.models.engine import MODEL_DIR, RUN_FILE, FamilyEngine
 from vin_ocr.training.data import build_datasets, test_manifest
