@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from vin_ocr.data.sample import ManifestError, Sample, read_manifest
+from vin_ocr.data.sample import ManifestError, Sample, jsonl_rows, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def read_labels_file(
     root = Path(root) if root is not None else path.parent
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(path)
+        rows = jsonl_rows(path)
     elif suffix in (".csv", ".tsv", ".tab"):
         rows = _csv_rows(path, "," if suffix == ".csv" else "\t")
     else:
@@ -127,20 +127,6 @@ def read_labels_file(
             )
         samples.append(_row_sample(row, keys[0], keys[1], root, source, origin))
     return samples
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise ManifestError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, obj
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,13 +81,8 @@ class Sample:
             return im.convert("RGB")
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[Sample]:
-    """Read a JSONL manifest. Errors name the file and the line number."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found")
-    root = path.parent
-    samples: list[Sample] = []
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file; errors name file:line."""
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -97,15 +92,25 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Sample]:
             except json.JSONDecodeError as e:
                 raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
-                raise ManifestError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
-                )
-            try:
-                samples.append(Sample.from_dict(obj, root))
-            except KeyError as e:
-                raise ManifestError(f"{path}:{lineno}: missing key {e.args[0]!r}") from None
-            except (TypeError, ValueError) as e:
-                raise ManifestError(f"{path}:{lineno}: {e}") from None
+                kind = type(obj).__name__
+                raise ManifestError(f"{path}:{lineno}: expected a JSON object, got {kind}")
+            yield lineno, obj
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[Sample]:
+    """Read a JSONL manifest. Errors name the file and the line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
+    root = path.parent
+    samples: list[Sample] = []
+    for lineno, obj in jsonl_rows(path):
+        try:
+            samples.append(Sample.from_dict(obj, root))
+        except KeyError as e:
+            raise ManifestError(f"{path}:{lineno}: missing key {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:
+            raise ManifestError(f"{path}:{lineno}: {e}") from None
     return samples
 
 
