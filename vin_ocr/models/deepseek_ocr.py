@@ -31,12 +31,9 @@ import torch
 from vin_ocr.models.lora import LoraSettings, lora_settings_for, quantization_config
 from vin_ocr.models.vlm import (
     ModelLoadError,
-    answer_ids,
-    causal_lm_loss,
-    generate_answers,
+    PromptedVlm,
     resolve_hardware,
     settings_from,
-    training_batch,
 )
 
 if TYPE_CHECKING:
@@ -103,7 +100,7 @@ class DeepseekOcrSettings:
             )
 
 
-class DeepseekOcr2:
+class DeepseekOcr2(PromptedVlm):
     """The ``deepseek_ocr2`` family (see :class:`vin_ocr.models.base.ModelFamily`)."""
 
     name = "deepseek_ocr2"
@@ -161,28 +158,6 @@ class DeepseekOcr2:
             min_patches=s.min_crops,
             max_patches=s.max_crops,
         )
-
-    def collate(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-        tok = self._need_processor().tokenizer
-        prompts = self._prompts([smp.load_image() for smp in samples])
-        return training_batch(
-            prompts, [answer_ids(tok, smp.vin) for smp in samples], tok.pad_token_id
-        )
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return causal_lm_loss(model, batch)
-
-    def predict(self, model: torch.nn.Module, images: Sequence[Image]) -> list[str]:
-        if not images:
-            return []
-        prompts = self._prompts(images)
-        tok = self._need_processor().tokenizer
-        return generate_answers(model, tok, prompts, self.settings.max_new_tokens)
-
-    def _need_processor(self) -> Any:
-        if self.processor is None:
-            raise RuntimeError(f"{self.name}: call build() before collate()/predict()")
-        return self.processor
 
 
 def _load_v2(

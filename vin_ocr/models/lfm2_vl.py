@@ -26,18 +26,14 @@ import torch
 from vin_ocr.models.lora import LoraSettings, lora_settings_for, quantization_config
 from vin_ocr.models.vlm import (
     ModelLoadError,
-    answer_ids,
-    causal_lm_loss,
-    generate_answers,
+    PromptedVlm,
     resolve_hardware,
     settings_from,
-    training_batch,
 )
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from vin_ocr.data import Sample
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +78,7 @@ def attn_implementation_map(attn: str) -> dict[str, str]:
     return {"": attn, "text_config": attn, "vision_config": vision}
 
 
-class Lfm2Vl:
+class Lfm2Vl(PromptedVlm):
     """The ``lfm2_vl`` family (see :class:`vin_ocr.models.base.ModelFamily`)."""
 
     name = "lfm2_vl"
@@ -139,28 +135,6 @@ class Lfm2Vl:
             max_image_tokens=s.max_image_tokens,
             do_image_splitting=s.do_image_splitting,
         )
-
-    def collate(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-        tok = self._need_processor().tokenizer
-        prompts = self._prompts([smp.load_image() for smp in samples])
-        return training_batch(
-            prompts, [answer_ids(tok, smp.vin) for smp in samples], tok.pad_token_id
-        )
-
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return causal_lm_loss(model, batch)
-
-    def predict(self, model: torch.nn.Module, images: Sequence[Image]) -> list[str]:
-        if not images:
-            return []
-        prompts = self._prompts(images)
-        tok = self._need_processor().tokenizer
-        return generate_answers(model, tok, prompts, self.settings.max_new_tokens)
-
-    def _need_processor(self) -> Any:
-        if self.processor is None:
-            raise RuntimeError(f"{self.name}: call build() before collate()/predict()")
-        return self.processor
 
 
 def _load(

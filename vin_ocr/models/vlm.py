@@ -169,3 +169,37 @@ def generate_answers(
         model.train(was_training)
     new = out[:, inputs["input_ids"].shape[1] :]
     return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+
+class PromptedVlm:
+    """What the VLM families share once ``_prompts(images)`` (processor output for the prompt)
+    exists: the labelled batch, the causal-LM loss and greedy generation of the answer."""
+
+    name: str
+    settings: Any
+    processor: Any
+
+    def _prompts(self, images: Sequence[Any]) -> Any:
+        raise NotImplementedError
+
+    def collate(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        tok = self._need_processor().tokenizer
+        prompts = self._prompts([smp.load_image() for smp in samples])
+        return training_batch(
+            prompts, [answer_ids(tok, smp.vin) for smp in samples], tok.pad_token_id
+        )
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return causal_lm_loss(model, batch)
+
+    def predict(self, model: torch.nn.Module, images: Sequence[Any]) -> list[str]:
+        if not images:
+            return []
+        prompts = self._prompts(images)
+        tok = self._need_processor().tokenizer
+        return generate_answers(model, tok, prompts, self.settings.max_new_tokens)
+
+    def _need_processor(self) -> Any:
+        if self.processor is None:
+            raise RuntimeError(f"{self.name}: call build() before collate()/predict()")
+        return self.processor
