@@ -49,6 +49,7 @@ __all__ = [
     "model_years",
     "normalize",
     "pick_vin",
+    "pick_vin_at",
     "random_vin",
     "region",
     "validate",
@@ -423,18 +424,32 @@ def pick_vin(lines: Sequence[str]) -> str:
     >>> pick_vin(["MFD BY HONDA 04/03", "GVWR 1980 KG", "VIN 1HGCM82633A004352"])
     '1HGCM82633A004352'
     """
+    return pick_vin_at(lines)[0]
+
+
+def pick_vin_at(lines: Sequence[str]) -> tuple[str, int | None]:
+    """:func:`pick_vin`, plus the index of the line the VIN was found on (its first line when
+    split over two; ``None`` when nothing was picked), so a caller can show where it was read.
+
+    >>> pick_vin_at(["GVWR 1980 KG", "VIN 1HGCM82633A004352"])
+    ('1HGCM82633A004352', 1)
+    """
     found: list[tuple[_Candidate, int]] = []
     near: list[str] = []
+    near_at: list[int] = []
     for i, line in enumerate(lines):
         texts = [line] + ([f"{line} {lines[i + 1]}"] if i + 1 < len(lines) else [])
+        own = len(_pieces(line)[0])  # a joined candidate starting past these is on line i + 1
         for text in texts:
             cands, cleaned = _candidates(text)
-            found += [(c, i) for c in cands if _looks_like_vin(c)]
+            found += [(c, i + (c.start >= own)) for c in cands if _looks_like_vin(c)]
             if text is line and _near_miss(line, cleaned):
                 near.append(cleaned)
+                near_at.append(i)
     if found:
-        return max(found, key=lambda ci: (_score(ci[0]), -ci[1], -ci[0].start))[0].vin
-    return near[0] if near else ""
+        best, line = max(found, key=lambda ci: (_score(ci[0]), -ci[1], -ci[0].start))
+        return best.vin, line
+    return near[0] if near else "", near_at[0] if near else None
 
 
 # --- Realistic random VINs -------------------------------------------------------------------

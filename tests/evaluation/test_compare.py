@@ -14,15 +14,16 @@ import pytest
 from vin_ocr.data.sample import read_manifest
 from vin_ocr.evaluation.compare import RunFolderError, compare, compare_runs, load_report
 from vin_ocr.evaluation.evaluate import run_eval
+from vin_ocr.reading import Reading, TextsFromReadings
 
 
-class FixedEngine:
+class FixedEngine(TextsFromReadings):
     """A test double that always answers the same string (here: reads nothing)."""
 
     name = "blank"
 
-    def predict(self, images: Sequence[object], crops: Sequence[bool] | None = None) -> list[str]:
-        return [""] * len(images)
+    def read(self, images: Sequence[object], crops: Sequence[bool] | None = None) -> list[Reading]:
+        return [Reading("")] * len(images)
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,13 @@ def test_rapidocr_reads_line_crops_in_one_batch(rapidocr):
 
 
 def test_rapidocr_scene_picks_the_vin_not_the_first_line(rapidocr):
-    crop, scene = rapidocr.predict([draw_line(VINS[0]), draw_scene(VINS[1])], [True, False])
-    assert scene == VINS[1]
-    assert crop.replace(" ", "") == VINS[0]
+    crop, scene = rapidocr.read([draw_line(VINS[0]), draw_scene(VINS[1])], [True, False])
+    assert scene.text == VINS[1]
+    assert crop.text.replace(" ", "") == VINS[0] and crop.box is None
+    # the box of the line read: draw_scene writes the VIN at (40, 180) in a 40 px font
+    left, top, right, bottom = scene.box
+    assert 20 <= left <= 60 and 160 <= top <= 200 and 400 <= right <= 720 and bottom <= 260
+    assert scene.char_conf is None  # RapidOCR scores lines, not characters: none invented
 
 
 def test_crop_flags_must_match_images(rapidocr):

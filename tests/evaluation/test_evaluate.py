@@ -15,6 +15,7 @@ import vin_ocr
 from vin_ocr.data.sample import ManifestError, read_manifest
 from vin_ocr.evaluation.evaluate import evaluate, run_eval
 from vin_ocr.evaluation.metric import VinMetric
+from vin_ocr.reading import Reading, TextsFromReadings
 
 from .conftest import eval_cfg
 
@@ -174,3 +175,43 @@ def test_bundled_samples(tmp_path):
     assert report["n"] == 12 and report["data"]["path"] == str(bundled)
     # The synthetic set is meant to be hard in places; RapidOCR still reads most of it.
     assert report["exact_match"] > 0 and report["char_accuracy"] >= 0.5
+
+
+class SearchingEngine(TextsFromReadings):
+    """A test double standing for an engine with a check-digit search: it reports, for each
+    image, the reading before and after the search as the test sets them."""
+
+    name = "searching"
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs, self.at = pairs, 0
+
+    def read(self, images, crops=None):
+        out = [Reading(after, unconstrained=before) for before, after in self.pairs[self.at :]]
+        self.at += len(images)
+        return out[: len(images)]
+
+
+def test_repairs_are_counted_fixed_broken_and_still_wrong(fixture_manifest, tmp_path):
+    samples = read_manifest(fixture_manifest)[:4]  # four labelled line crops
+    t = [s.vin for s in samples]
+    wrong = [v[:5] + ("A" if v[5] != "A" else "B") + v[6:] for v in t]
+    pairs = [(wrong[0], t[0]), (t[1], wrong[1]), (wrong[2], wrong[2][:3] + "Z" + wrong[2][4:])]
+    pairs.append((t[3], t[3]))  # searched, unchanged
+    report = run_eval(SearchingEngine(pairs), samples, tmp_path, warmup=False, progress=False)
+    assert report["repairs"] == {
+        "searched": 4,
+        "changed": 3,
+        "fixed": 1,
+        "broke": 1,
+        "still_wrong": 1,
+    }
+    rows = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [r["repaired"] for r in rows] == [True, True, True, False]
+    assert rows[0]["unconstrained"] == wrong[0] and rows[0]["exact"] is True
+    assert "1 fixed" in (tmp_path / "report.md").read_text()
+
+
+def test_reading_confidences_must_match_the_text():
+    with pytest.raises(ValueError, match="2 confidences for 3 characters"):
+        Reading("ABC", char_conf=(0.5, 0.5))

@@ -1,9 +1,11 @@
 """OCR engines behind one small interface, so the harness can run any of them on any data set.
 
-An engine reads a batch of PIL images and returns one raw string per image. ``crops[i]`` says
-whether image ``i`` is a line crop holding only the VIN (recognition only) or a scene (detection,
-recognition, then :func:`vin_ocr.vin.pick_vin` chooses the VIN among the lines read). ``crops``
-left out means every image is a line crop.
+An engine reads a batch of PIL images and returns one :class:`vin_ocr.reading.Reading` per image
+(``read``: the text, plus per-character confidences, the box of the line read and the reading
+before VIN-constrained decoding where the engine has them); ``predict`` is the texts alone.
+``crops[i]`` says whether image ``i`` is a line crop holding only the VIN (recognition only) or a
+scene (detection, recognition, then :func:`vin_ocr.vin.pick_vin` chooses the VIN among the lines
+read). ``crops`` left out means every image is a line crop.
 
 Engines are built from Hydra config (``configs/engine/*.yaml``, each naming its class with
 ``_target_``) or by name through :data:`ENGINES`. An engine that cannot run here (binary or
@@ -23,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from vin_ocr.reading import Reading, TextsFromReadings
+
 if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image
@@ -36,8 +40,12 @@ class EngineUnavailable(RuntimeError):
 class Engine(Protocol):
     name: str
 
+    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
+        """One reading per image (text ``""`` when nothing was read)."""
+        ...
+
     def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
-        """One raw VIN string per image (``""`` when nothing was read)."""
+        """The texts of :meth:`read`."""
         ...
 
 
@@ -55,18 +63,32 @@ def _bgr(image: Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
 
 
-def _pick(lines: Sequence[str]) -> str:
-    from vin_ocr.vin import pick_vin
+def _pick(lines: Sequence[str], boxes: Sequence[Any] | None = None) -> Reading:
+    """The VIN among a scene's lines, with the box of its line when ``boxes`` (one quadrilateral
+    or rectangle of points per line) are given."""
+    from vin_ocr.vin import pick_vin_at
 
-    lines = [line for line in lines if line.strip()]
-    return pick_vin(lines) if lines else ""
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    text, at = pick_vin_at([lines[i] for i in keep])
+    if at is None or boxes is None:
+        return Reading(text)
+    return Reading(text, box=_bounds(boxes[keep[at]]))
+
+
+def _bounds(points: Any) -> tuple[int, int, int, int]:
+    import numpy as np
+
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    left, top = np.floor(pts.min(axis=0)).astype(int)
+    right, bottom = np.ceil(pts.max(axis=0)).astype(int)
+    return int(left), int(top), int(right), int(bottom)
 
 
 def _default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-class RapidOCREngine:
+class RapidOCREngine(TextsFromReadings):
     """PP-OCRv6 small (det + rec ONNX shipped in the ``rapidocr`` wheel) on onnxruntime; offline.
 
     Line crops go through recognition only (batched, no detection, no angle classifier); scenes
@@ -110,24 +132,25 @@ class RapidOCREngine:
         self._rec = self._ocr._load_rec_model()
         self._ocr._load_det_model()
 
-    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
         from rapidocr.ch_ppocr_rec import TextRecInput
 
         flags = _crop_flags(images, crops)
-        out = [""] * len(images)
+        out = [Reading("")] * len(images)
         line_idx = [i for i, c in enumerate(flags) if c]
         if line_idx:
             res = self._rec(TextRecInput(img=[_bgr(images[i]) for i in line_idx]))
             for i, text in zip(line_idx, res.txts or (), strict=True):
-                out[i] = text
+                out[i] = Reading(text)
         for i, crop in enumerate(flags):
             if not crop:
                 res = self._ocr(_bgr(images[i]))
-                out[i] = _pick(list(getattr(res, "txts", None) or ()))
+                boxes = getattr(res, "boxes", None)
+                out[i] = _pick(list(getattr(res, "txts", None) or ()), boxes)
         return out
 
 
-class TesseractEngine:
+class TesseractEngine(TextsFromReadings):
     """The ``tesseract`` binary (a subprocess per image) restricted to the VIN alphabet.
 
     Line crops use ``psm_crop`` (7: a single line) and the character ``whitelist`` (default
@@ -169,7 +192,7 @@ class TesseractEngine:
             [exe, "--version"], capture_output=True, text=True, check=True
         ).stdout.split("\n", 1)[0]
 
-    def _read(self, image: Image, crop: bool) -> str:
+    def _read(self, image: Image, crop: bool) -> Reading:
         buf = io.BytesIO()
         image.convert("RGB").save(buf, format="PNG")
         psm = self.psm_crop if crop else self.psm_scene
@@ -185,10 +208,10 @@ class TesseractEngine:
             raise RuntimeError(f"tesseract failed (exit {proc.returncode}): {err}")
         lines = proc.stdout.decode(errors="replace").splitlines()
         if crop:
-            return " ".join(line.strip() for line in lines if line.strip())
+            return Reading(" ".join(line.strip() for line in lines if line.strip()))
         return _pick(lines)
 
-    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
         flags = _crop_flags(images, crops)
         if self.workers == 1:
             return [self._read(im, c) for im, c in zip(images, flags, strict=True)]
@@ -196,7 +219,7 @@ class TesseractEngine:
             return list(pool.map(self._read, images, flags))
 
 
-class PaddleOCREngine:
+class PaddleOCREngine(TextsFromReadings):
     """The official ``paddleocr`` package (optional extra: ``pip install 'vin-ocr[paddle]'``).
 
     Line crops go through ``TextRecognition``; scenes through the ``PaddleOCR`` pipeline
@@ -248,25 +271,27 @@ class PaddleOCREngine:
                 "engine.path=REC_MODEL_DIR engine.det_path=DET_MODEL_DIR"
             ) from e
 
-    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
         flags = _crop_flags(images, crops)
-        out = [""] * len(images)
+        out = [Reading("")] * len(images)
         line_idx = [i for i, c in enumerate(flags) if c]
         if line_idx:
             arrays = [_bgr(images[i]) for i in line_idx]
             results = self._rec.predict(input=arrays, batch_size=len(arrays))
             for i, res in zip(line_idx, results, strict=True):
-                out[i] = str(res["rec_text"])
+                out[i] = Reading(str(res["rec_text"]))
         for i, crop in enumerate(flags):
             if not crop:
                 lines: list[str] = []
+                boxes: list[Any] = []
                 for res in self._ocr.predict(input=_bgr(images[i])):
                     lines.extend(str(t) for t in res["rec_texts"])
-                out[i] = _pick(lines)
+                    boxes.extend(res["rec_polys"])
+                out[i] = _pick(lines, boxes if len(boxes) == len(lines) else None)
         return out
 
 
-class CheckpointEngine:
+class CheckpointEngine(TextsFromReadings):
     """A finished training run folder (``engine=checkpoint engine.path=RUN``), read through the
     same model family that trained it (:func:`vin_ocr.models.engine.load_run`)."""
 
@@ -286,8 +311,8 @@ class CheckpointEngine:
             raise EngineUnavailable(f"engine=checkpoint: {exc}") from None
         self.name = self._engine.name
 
-    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
-        return self._engine.predict(images, crops)
+    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
+        return self._engine.read(images, crops)
 
 
 #: Engine name -> builder (the class); Hydra configs name the same classes with ``_target_``.

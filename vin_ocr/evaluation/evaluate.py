@@ -37,6 +37,7 @@ from vin_ocr.evaluation.report import (
     write_json,
     write_jsonl,
 )
+from vin_ocr.reading import Reading
 
 # --------------------------------------------------------------------------- config schemas
 _ENGINES = "vin_ocr.evaluation.engines."
@@ -179,24 +180,43 @@ def _rel(image: Path, root: Path | None) -> str:
 _KIND_KEYS = ("n", "exact_match", "char_accuracy", "cer", "valid_rate", "ms_per_image")
 
 
-def _predict_timed(
+def _read_timed(
     engine: Engine, images: Sequence[Any], flags: Sequence[bool]
-) -> tuple[list[str], list[float]]:
-    """Predict line crops and scenes as separate calls (their costs differ by ~40x), so each
+) -> tuple[list[Reading], list[float]]:
+    """Read line crops and scenes as separate calls (their costs differ by ~40x), so each
     image's latency is its own call's time divided by that call's batch size."""
-    preds, latency = [""] * len(images), [0.0] * len(images)
+    readings, latency = [Reading("")] * len(images), [0.0] * len(images)
     for kind in (True, False):
         idx = [i for i, f in enumerate(flags) if f is kind]
         if not idx:
             continue
         t0 = time.perf_counter()
-        out = engine.predict([images[i] for i in idx], [kind] * len(idx))
+        out = engine.read([images[i] for i in idx], [kind] * len(idx))
         per_image = (time.perf_counter() - t0) / len(idx)
         if len(out) != len(idx):
-            raise RuntimeError(f"engine {engine.name} returned {len(out)} strings for {len(idx)}")
-        for i, text in zip(idx, out, strict=True):
-            preds[i], latency[i] = text, per_image
-    return preds, latency
+            raise RuntimeError(f"engine {engine.name} returned {len(out)} readings for {len(idx)}")
+        for i, reading in zip(idx, out, strict=True):
+            readings[i], latency[i] = reading, per_image
+    return readings, latency
+
+
+def repair_counts(rows: Sequence[dict[str, Any]], normalize: Any) -> dict[str, int]:
+    """What the VIN-constrained search did on the labelled rows: how many readings it changed,
+    how many of those it fixed (wrong before, exact after), broke (exact before, wrong after), or
+    left wrong; and how many readings it could have run on (``searched``)."""
+    out = {"searched": 0, "changed": 0, "fixed": 0, "broke": 0, "still_wrong": 0}
+    for r in rows:
+        if r["exact"] is None or "unconstrained" not in r:
+            continue
+        out["searched"] += 1
+        if not r["repaired"]:
+            continue
+        before = normalize(r["unconstrained"]) == r["truth"]
+        out["changed"] += 1
+        out["fixed"] += (not before) and r["exact"]
+        out["broke"] += before and not r["exact"]
+        out["still_wrong"] += (not before) and not r["exact"]
+    return out
 
 
 def run_eval(
@@ -231,7 +251,7 @@ def run_eval(
     by_kind = {"crop": VinMetric(top_confusions=0), "scene": VinMetric(top_confusions=0)}
 
     if warmup:  # first-call costs (graph optimisation, caches) stay out of the latency
-        engine.predict([_load(samples[0], manifest)], [_is_crop(samples[0], mode)])
+        engine.read([_load(samples[0], manifest)], [_is_crop(samples[0], mode)])
 
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -240,8 +260,9 @@ def run_eval(
             batch = samples[b : b + batch_size]
             images = [_load(s, manifest) for s in batch]
             flags = [_is_crop(s, mode) for s in batch]
-            preds, latency = _predict_timed(engine, images, flags)
-            for s, raw, crop, per_image in zip(batch, preds, flags, latency, strict=True):
+            readings, latency = _read_timed(engine, images, flags)
+            for s, reading, crop, per_image in zip(batch, readings, flags, latency, strict=True):
+                raw = reading.text
                 row: dict[str, Any] = {"image": _rel(s.image, root), "truth": s.vin, "raw": raw}
                 if s.vin.strip():
                     sc = metric.update(s.vin, raw, latency_s=per_image)
@@ -253,6 +274,7 @@ def run_eval(
                     valid = bool(pred) and metric.is_valid(pred)
                     row.update(pred=pred, exact=None, valid=valid, cer=None, char_accuracy=None)
                 row.update(latency_s=per_image, crop=crop)
+                row.update({k: v for k, v in reading.to_json().items() if k != "text"})
                 rows.append(row)
             bar.update(len(batch))
     wall = time.perf_counter() - start
@@ -260,6 +282,7 @@ def run_eval(
     report: dict[str, Any] = metric.summary()
     report.update(
         n_unlabelled=sum(r["exact"] is None for r in rows),
+        repairs=repair_counts(rows, metric.normalize),
         by_kind={
             kind: {k: v for k, v in m.summary().items() if k in _KIND_KEYS}
             for kind, m in by_kind.items()

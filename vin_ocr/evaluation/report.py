@@ -77,6 +77,15 @@ def render_markdown(report: Mapping[str, Any], errors: Sequence[Mapping[str, Any
         lines.append("| " + " | ".join(str(i) for i in range(1, len(pos) + 1)) + " |")
         lines.append("|" + "---|" * len(pos))
         lines.append("| " + " | ".join("–" if a is None else f"{100 * a:.0f}" for a in pos) + " |")
+    rep = report.get("repairs") or {}
+    if rep.get("searched"):
+        lines += ["", "## VIN-constrained search (check digit)", ""]
+        lines += [
+            f"Of {rep['searched']} labelled readings the search ran on, it changed "
+            f"{rep['changed']}: **{rep['fixed']} fixed** (wrong before, exact after), "
+            f"**{rep['broke']} broke** (exact before, wrong after), {rep['still_wrong']} "
+            "still wrong."
+        ]
     conf = report.get("confusions") or []
     if conf:
         lines += ["", "## Most frequent confusions (truth → prediction)", ""]

@@ -10,6 +10,10 @@ A family module (``pp_ocr.py``, ``lfm2_vl.py``, ``deepseek_ocr.py``) exposes a c
 - ``predict(model, images)`` returns one raw string per PIL image (the VIN path, normalisation
   and VIN rules, is applied by the caller, the same way for every family).
 
+A family may also have ``read(model, images, crops) -> list[vin_ocr.reading.Reading]``: readings
+with per-character confidences, the box of the line read in a scene, and the reading before the
+VIN-constrained search. :class:`vin_ocr.models.engine.FamilyEngine` uses it when present.
+
 The loop, LoRA set-up, merge, hub push, card and metric are shared functions, not base classes.
 """
 

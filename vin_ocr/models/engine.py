@@ -13,24 +13,30 @@ from pathlib import Path
 from typing import Any
 
 from vin_ocr.models.base import ModelFamily
+from vin_ocr.reading import Reading, TextsFromReadings
 
 RUN_FILE = "run.json"
 MODEL_DIR = "model"
 
 
-class FamilyEngine:
-    """``predict(images, crops)`` through ``family.predict`` (line crops; a scene is read whole)."""
+class FamilyEngine(TextsFromReadings):
+    """A family's model as an engine: ``family.read(model, images, crops)`` where the family has
+    it (readings with confidences, boxes, the check-digit search), else ``family.predict`` with
+    every image read whole."""
 
     def __init__(self, family: ModelFamily, model: Any, name: str | None = None) -> None:
         self.family, self.model = family, model
         self.name = name or family.name
 
-    def predict(self, images: Sequence[Any], crops: Sequence[bool] | None = None) -> list[str]:
+    def read(self, images: Sequence[Any], crops: Sequence[bool] | None = None) -> list[Reading]:
         import torch
 
         self.model.eval()
         with torch.no_grad():
-            return list(self.family.predict(self.model, images))
+            read = getattr(self.family, "read", None)
+            if read is not None:
+                return list(read(self.model, images, crops))
+            return [Reading(t) for t in self.family.predict(self.model, images)]
 
 
 def load_run(path: str | Path, hardware: Any = None) -> FamilyEngine:
