@@ -42,11 +42,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_synth.py
 
-## Optional system packages (Debian/Ubuntu, as root): Tesseract baseline and extra fonts.
+## Optional system packages (Debian/Ubuntu, as root): Tesseract baseline, extra fonts, and the
+## Chromium the demo app's browser test drives through Playwright (never `playwright install`).
 system-deps:
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends tesseract-ocr fonts-dejavu-core \
-	  fonts-liberation fonts-freefont-ttf fonts-ocr-a fonts-ocr-b
+	  fonts-liberation fonts-freefont-ttf fonts-ocr-a fonts-ocr-b chromium
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

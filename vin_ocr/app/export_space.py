@@ -1,0 +1,314 @@
+"""Write a ready Hugging Face Space for the demo app.
+
+    python -m vin_ocr.app.export_space out=DIR [model=baseline|HUB_ID|RUN_FOLDER] \\
+        [hardware=auto|cpu-basic|t4-small|...] [zero_gpu=true] [push_to=USER/SPACE]
+
+``DIR`` receives ``app.py``, a pinned ``requirements.txt`` and a ``README.md`` whose YAML header
+holds sdk, sdk_version (the gradio installed here), app_file, suggested_hardware and the model
+repo; with ``package=vendor`` (default) also this checkout's ``vin_ocr/``, ``configs/`` and the
+bundled samples, and a local run folder's ``run.json`` + ``model/`` under ``run/``.
+
+Hardware ``auto`` comes from the preflight's model catalog (:func:`vin_ocr.hardware.model_spec`):
+PP-OCR and the ONNX/Tesseract baselines run on ``cpu-basic``; a VLM gets the smallest GPU tier
+whose memory holds its bf16 weights with inference headroom, or ``zero-a10g`` with
+``zero_gpu=true``. No token is ever written: a private model repo needs ``HF_TOKEN`` set as a
+secret in the Space's settings, where ``huggingface_hub`` reads it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+import vin_ocr
+from vin_ocr.app.core import _ALIASES, BASELINE
+from vin_ocr.data.sample import atomic_write_text
+from vin_ocr.evaluation.engines import ENGINES
+from vin_ocr.models.engine import MODEL_DIR, RUN_FILE
+
+#: GPU Space tiers, cheapest first, with their GPU memory in GB.
+GPU_TIERS = (("t4-small", 16.0), ("a10g-small", 24.0), ("a100-large", 80.0))
+ZERO_GPU = "zero-a10g"
+#: Inference memory over the bf16 weights: activations, KV cache, CUDA workspace.
+INFERENCE_FACTOR = 1.25
+MAX_BUNDLED_RUN_GB = 1.0
+PYTHON_VERSION = "3.11"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+@dataclass
+class SpaceConf:
+    out: str = MISSING
+    #: baseline | an engine name | a Hub model id (a pushed run) | a local run folder (copied in)
+    model: str = BASELINE
+    #: configs/model/<name>.yaml to size the hardware when the run's run.json cannot be read
+    model_config: str | None = None
+    engines: list[str] = field(default_factory=lambda: [BASELINE])
+    title: str = "VIN reader"
+    hardware: str = "auto"
+    zero_gpu: bool = False
+    #: vendor: copy this checkout's vin_ocr/ + configs/ + samples; else a pip requirement line
+    package: str = "vendor"
+    license: str = "apache-2.0"
+    overwrite: bool = False
+    push_to: str | None = None  # a Space id (user/name) to create and upload to (needs a login)
+    private: bool = False
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="space_schema", node=SpaceConf)
+
+
+register_configs()
+
+
+@dataclass(frozen=True)
+class SpaceExport:
+    out: Path
+    hardware: str
+    why: str  # how the hardware was chosen
+    files: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+def pick_hardware(
+    model_cfg: Any, requested: str = "auto", zero_gpu: bool = False
+) -> tuple[str, str]:
+    """(Space hardware flavour, why) for a ``model`` config (``None``: an ONNX/CLI baseline)."""
+    from huggingface_hub import SpaceHardware
+
+    if requested != "auto":
+        known = [h.value for h in SpaceHardware]
+        if requested not in known:
+            raise ValueError(f"hardware={requested!r} is not a Space hardware: {', '.join(known)}")
+        return requested, "set with hardware="
+    if model_cfg is None:
+        return "cpu-basic", "ONNX/CPU baseline engine"
+    from vin_ocr.hardware import model_spec
+    from vin_ocr.hardware.estimate import BYTES, FITS_BELOW, GIB, OVERHEAD_GB
+
+    spec = model_spec(model_cfg)
+    if spec.family == "pp_ocr":
+        return "cpu-basic", f"{spec.name}: {spec.params / 1e6:.1f} M parameters, CPU is enough"
+    need = spec.params * BYTES["bf16"] / GIB * INFERENCE_FACTOR + OVERHEAD_GB["cuda"]
+    size = f"{spec.name}: {spec.params / 1e9:.2f} B parameters, ~{need:.1f} GiB to run in bf16"
+    if zero_gpu:
+        return ZERO_GPU, f"{size}; ZeroGPU (zero_gpu=true)"
+    for tier, memory in GPU_TIERS:
+        if need <= FITS_BELOW * memory:
+            return tier, f"{size}; the smallest GPU tier that holds it ({memory:g} GB)"
+    raise ValueError(f"{size}: more than any single-GPU Space tier; pass hardware=...")
+
+
+def _run_info(model: str, model_config: str | None) -> dict[str, Any] | None:
+    """run.json of a local run folder or a pushed run on the Hub (None for named engines)."""
+    from vin_ocr.hardware import load_model_cfg
+
+    if _ALIASES.get(model, model) in ENGINES:
+        return None
+    path = Path(model).expanduser()
+    try:
+        if path.is_dir():
+            return json.loads((path / RUN_FILE).read_text())
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(model, RUN_FILE)).read_text())
+    except Exception as exc:
+        if model_config:
+            return {"model": OmegaConf.to_container(load_model_cfg(model_config))}
+        raise ValueError(
+            f"model={model}: could not read its {RUN_FILE} ({type(exc).__name__}: {exc}). "
+            "Pass model_config=NAME (configs/model/NAME.yaml) or hardware=FLAVOUR to size the Space"
+        ) from None
+
+
+# --------------------------------------------------------------------------- files
+
+
+def requirements(hardware: str, package: str, zero_gpu: bool) -> str:
+    """requirements.txt: the versions installed here, CPU torch wheels on a CPU Space."""
+    version = importlib.metadata.version
+    cpu = hardware.startswith("cpu")
+    torch_pins = {
+        name: version(name).split("+")[0] + ("+cpu" if cpu else "")
+        for name in ("torch", "torchvision")
+    }
+    lines = [f"# Pinned to what vin-ocr {vin_ocr.__version__} was exported with."]
+    if cpu:
+        lines.append(f"--extra-index-url {TORCH_CPU_INDEX}")
+    pins = {
+        "gradio": version("gradio"),
+        "huggingface_hub": version("huggingface_hub"),
+        **torch_pins,
+    }
+    if package == "vendor":
+        for req in importlib.metadata.requires("vin-ocr") or ():
+            name = re.match(r"[A-Za-z0-9_.-]+", req)
+            if name and "extra ==" not in req and name.group() not in pins:
+                pins[name.group()] = version(name.group())
+    lines += [f"{name}=={v}" for name, v in pins.items()]
+    if package != "vendor":
+        lines.append(package)
+    if zero_gpu or hardware == ZERO_GPU:
+        lines.append("spaces  # preinstalled on ZeroGPU Spaces")
+    return "\n".join(lines) + "\n"
+
+
+APP_TEMPLATE = '''"""{title}: a Gradio Space generated by `python -m vin_ocr.app.export_space`.
+
+A private model repo needs HF_TOKEN set as a secret in the Space's settings (huggingface_hub reads
+it from the environment); no token is stored in these files.
+"""
+
+from omegaconf import OmegaConf
+{gpu_import}
+from vin_ocr.app import AppConf, serve
+
+cfg = OmegaConf.merge(OmegaConf.structured(AppConf), {settings})
+
+if __name__ == "__main__":
+    serve(cfg{gpu_arg})
+'''
+
+
+def app_source(settings: dict[str, Any], title: str, zero_gpu: bool) -> str:
+    return APP_TEMPLATE.format(
+        title=title,
+        settings=repr(settings),
+        gpu_import="import spaces\n" if zero_gpu else "",
+        gpu_arg=", gpu=spaces.GPU" if zero_gpu else "",
+    )
+
+
+def readme(cfg: Any, hardware: str, why: str, hub_model: str | None) -> str:
+    from huggingface_hub import SpaceCard, SpaceCardData
+
+    data = SpaceCardData(
+        title=cfg.title,
+        sdk="gradio",
+        sdk_version=importlib.metadata.version("gradio"),
+        python_version=PYTHON_VERSION,
+        app_file="app.py",
+        license=cfg.license,
+        models=[hub_model] if hub_model else None,
+        suggested_hardware=hardware,
+        tags=["vin", "ocr", "vin-ocr"],
+    )
+    body = (
+        f"# {cfg.title}\n\nReads a Vehicle Identification Number from a photo with "
+        f"`{cfg.model}` and explains whether it is valid (check digit, model year, region), "
+        "with the confidence per character and the region read. A second tab compares two "
+        f"engines.\n\nHardware: `{hardware}` ({why}).\n\nGenerated by "
+        "`python -m vin_ocr.app.export_space` (vin-ocr). A private model repo needs the "
+        "`HF_TOKEN` secret in this Space's settings.\n"
+    )
+    return str(SpaceCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+
+
+def _copy_run(run: Path, dest: Path) -> None:
+    size = sum(p.stat().st_size for p in (run / MODEL_DIR).rglob("*") if p.is_file())
+    if size > MAX_BUNDLED_RUN_GB * 1024**3:
+        raise ValueError(
+            f"{run}: {size / 1024**3:.1f} GiB of weights is too much to copy into a Space; "
+            "push the run to the Hub and pass its repo id as model="
+        )
+    dest.mkdir()
+    shutil.copy2(run / RUN_FILE, dest / RUN_FILE)
+    shutil.copytree(run / MODEL_DIR, dest / MODEL_DIR)
+
+
+def _write_space(cfg: Any, folder: Path) -> tuple[str, str]:
+    model = str(cfg.model)
+    info = _run_info(model, cfg.model_config)
+    hardware, why = pick_hardware(info and info["model"], cfg.hardware, cfg.zero_gpu)
+    local_run = info is not None and Path(model).expanduser().is_dir()
+    if local_run:
+        _copy_run(Path(model).expanduser(), folder / "run")
+    space_model = "run" if local_run else model
+    hub_model = None if local_run or info is None else model
+    settings = {
+        "model": space_model,
+        "engines": list(dict.fromkeys([space_model, *map(str, cfg.engines)])),
+        "custom_engines": False,  # visitors choose among these, nothing else
+        "title": str(cfg.title),
+        "host": "0.0.0.0",
+        "port": 7860,
+        "samples": cfg.package == "vendor",
+    }
+    if cfg.package == "vendor":
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(Path(vin_ocr.__file__).parent, folder / "vin_ocr", ignore=ignore)
+        shutil.copytree(vin_ocr.CONFIG_DIR, folder / "configs", ignore=ignore)
+        shutil.copytree(vin_ocr.SAMPLES_DIR, folder / "data" / "samples", ignore=ignore)
+    atomic_write_text(folder / "app.py", app_source(settings, cfg.title, cfg.zero_gpu))
+    reqs = requirements(hardware, str(cfg.package), cfg.zero_gpu)
+    atomic_write_text(folder / "requirements.txt", reqs)
+    atomic_write_text(folder / "README.md", readme(cfg, hardware, why, hub_model))
+    if "tesseract" in settings["engines"]:
+        atomic_write_text(folder / "packages.txt", "tesseract-ocr\n")  # Debian packages
+    return hardware, why
+
+
+def export_space(cfg: Any) -> SpaceExport:
+    """Write the Space into ``cfg.out`` (built in a temporary folder, then moved into place, so
+    a failure leaves ``out`` as it was); push it when ``cfg.push_to`` is set."""
+    out = Path(cfg.out).expanduser()
+    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
+        raise FileExistsError(f"{out} is not empty; pass overwrite=true to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        hardware, why = _write_space(cfg, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+    files = tuple(sorted(str(p.relative_to(out)) for p in out.glob("*")))
+    if cfg.push_to:
+        push(out, str(cfg.push_to), hardware, bool(cfg.private))
+    return SpaceExport(out, hardware, why, files)
+
+
+def push(folder: Path, space_id: str, hardware: str, private: bool = False) -> str:
+    """Create (or reuse) the Space ``space_id``, request ``hardware`` and upload ``folder``.
+
+    The token comes from ``HF_TOKEN`` or ``hf auth login``; paid hardware needs billing set up.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    if hardware != "cpu-basic":
+        api.request_space_hardware(space_id, hardware)
+    api.upload_folder(folder_path=str(folder), repo_id=space_id, repo_type="space")
+    return f"https://huggingface.co/spaces/{space_id}"
+
+
+@hydra.main(config_path=str(vin_ocr.CONFIG_DIR / "app"), config_name="space", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    result = export_space(cfg)
+    print(f"Space written to {result.out}: {', '.join(result.files)}")
+    print(f"hardware: {result.hardware} ({result.why})")
+
+
+if __name__ == "__main__":
+    main()
