@@ -142,6 +142,22 @@ def test_training_steps_lower_the_ctc_loss(head):
     assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
 
 
+def test_loss_runs_the_models_own_forward():
+    """DistributedDataParallel syncs gradients for what runs through ``forward``: the loss must
+    call it (and read the classifier's pre-softmax output, whose softmax forward returns)."""
+    family, model = tiny_family()
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    family.loss(model, family.collate(samples()[:2])).backward()
+    assert calls == [1]
+    pixels = preprocess([s.pixels for s in samples()[:2]], min_width=64)
+    with torch.no_grad():
+        logits = ctc_logits(model.eval(), pixels)
+        probs = model(pixels).last_hidden_state
+    assert logits.abs().max() > 1  # logits, not probabilities
+    assert torch.allclose(logits.softmax(-1), probs, atol=1e-6)
+
+
 def test_predict_returns_vin_alphabet_strings():
     family, model = tiny_family(head="masked")
     images = [s.pixels for s in samples()[:3]]

@@ -23,6 +23,14 @@ Preprocessing follows PaddleOCR / RapidOCR: resize to height 48 keeping the aspe
 no antialiasing, like ``cv2.resize``), BGR channel order, ``(x / 255 - 0.5) / 0.5``, pad to the
 right with 0 up to the widest image of the batch (at least 320 pixels).
 
+Reading (:meth:`PPOCRFamily.read`): line crops go straight to recognition; whole photos (scenes) go
+through text detection first (:mod:`vin_ocr.models.pp_ocr_det`, loaded on the first scene), every
+line found is recognised and :func:`vin_ocr.vin.pick_vin_at` picks the VIN. Each reading is decoded
+by :func:`vin_ocr.decoding.ctc.ctc_read` (the check-digit search with ``check_digit_search``).
+
+Training runs the model through its own ``forward`` (:func:`ctc_logits`), so DistributedDataParallel
+synchronises the gradients of several processes.
+
 Batch norm: by default (``freeze_batch_norm: true``) every ``BatchNorm2d`` runs in eval mode during
 training (its affine weights still learn). The RapidOCR weights have their batch norm folded into
 the convolutions, so batch statistics would replace the pretrained normalisation at step one.
@@ -33,8 +41,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +51,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vin_ocr.decoding.ctc import ctc_read
+from vin_ocr.models.pp_ocr_det import DetSettings, TextDetector
 from vin_ocr.models.vlm import ModelLoadError, resolve_hardware, settings_from
-from vin_ocr.vin import ALPHABET
+from vin_ocr.reading import Reading, texts
+from vin_ocr.vin import ALPHABET, VIN_LENGTH, pick_vin_at
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -101,6 +112,14 @@ class PPOCRSettings:
     min_width: int = 320
     max_width: int = 320  # PaddleOCR training squashes wider crops to 320
     predict_batch_size: int = 32
+    check_digit_search: bool = True  # vin_ocr.decoding.ctc.ctc_read's search
+    # Text detection for whole photos (vin_ocr.models.pp_ocr_det); not used on line crops.
+    det_checkpoint: str | None = None  # None: the rapidocr wheel's ONNX | hub | Hub id | folder
+    det_thresh: float = 0.3
+    det_box_thresh: float = 0.5
+    det_unclip_ratio: float = 1.6
+    det_limit_side_len: int = 736
+    det_limit_type: str = "min"  # min | max | resize_long
 
     def __post_init__(self) -> None:
         checks = {
@@ -118,6 +137,18 @@ class PPOCRSettings:
                 f"need 8 <= model.min_width <= model.max_width, got {self.min_width}, "
                 f"{self.max_width}"
             )
+        self.detection()  # a bad det_* value fails now, not at the first scene
+
+    def detection(self) -> DetSettings:
+        """The ``det_*`` keys as :class:`~vin_ocr.models.pp_ocr_det.DetSettings`."""
+        return DetSettings(
+            checkpoint=self.det_checkpoint,
+            thresh=self.det_thresh,
+            box_thresh=self.det_box_thresh,
+            unclip_ratio=self.det_unclip_ratio,
+            limit_side_len=self.det_limit_side_len,
+            limit_type=self.det_limit_type,
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -152,18 +183,32 @@ def preprocess(
 
 
 def _base(model: nn.Module) -> Any:
-    """The transformers model inside a PEFT wrapper (adapters are injected in place)."""
+    """The transformers model inside DDP / compile and PEFT wrappers (PEFT injects its adapters
+    in place, so the modules found here are the ones that run)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model, keep_torch_compile=False)
     get = getattr(model, "get_base_model", None)
     return get() if callable(get) else model
 
 
 def ctc_logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Pre-softmax logits (batch, time, classes) of a transformers PP-OCR recogniser (the native
-    forward returns softmax probabilities, too lossy for a CTC loss)."""
-    base = _base(model)
-    features = base.model(pixel_values).last_hidden_state
-    encoded = base.head.encoder(features).last_hidden_state
-    return base.head.head(encoded)
+    """Pre-softmax logits (batch, time, classes) of a transformers PP-OCR recogniser.
+
+    The model runs through its own ``forward`` (so DistributedDataParallel syncs gradients and
+    PEFT / autocast wrappers apply) and the classifier's output is read with a forward hook: the
+    native forward returns softmax probabilities, too lossy for a CTC loss."""
+    captured: list[torch.Tensor] = []
+    handle = _base(model).head.head.register_forward_hook(
+        lambda _module, _args, output: captured.append(output)
+    )
+    try:
+        model(pixel_values)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise RuntimeError(f"the recogniser's classifier ran {len(captured)} times in one forward")
+    return captured[0]
 
 
 def greedy_decode(logits: torch.Tensor, charset: Sequence[str]) -> list[str]:
@@ -299,6 +344,7 @@ class PPOCRFamily:
         self.settings = settings_from(PPOCRSettings, cfg, self.name)
         self.charset: list[str] = list(VIN_CHARSET)
         self.class_index = torch.arange(len(VIN_CHARSET))
+        self._detector: TextDetector | None = None
 
     def build(self, cfg: Any, hardware: Any) -> tuple[nn.Module, Any]:
         """Load the recogniser, set the VIN head, place it; returns (model, image processor).
@@ -334,6 +380,18 @@ class PPOCRFamily:
     def export_onnx(self, model: nn.Module, path: str | Path) -> float:
         """Export ``model`` with this family's VIN classes; see :func:`export_onnx`."""
         return export_onnx(model, path, self.class_index)
+
+    def lora_settings(
+        self, training: Mapping[str, Any] | None = None, model: Mapping[str, Any] | None = None
+    ) -> Any:
+        """LoRA for this model (:func:`vin_ocr.models.lora.resolve_lora`): targets default to
+        :data:`DEFAULT_LORA_TARGETS`, nothing frozen by prefix. ``build`` applies it when
+        ``finetune: lora`` (training puts the resolved settings in ``model.lora``)."""
+        from vin_ocr.models.lora import resolve_lora
+
+        defaults = {"target_modules": DEFAULT_LORA_TARGETS, "frozen_prefixes": [], "scope": "model"}
+        model = self.settings.lora if model is None else model
+        return resolve_lora(defaults, model, training)
 
     def _lora(self, model: nn.Module) -> nn.Module:
         from vin_ocr.models.lora import LoraSettings, apply_lora
@@ -400,21 +458,77 @@ class PPOCRFamily:
         )
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: Sequence[Image]) -> list[str]:
-        """One raw string per image (greedy CTC decoding over the VIN alphabet)."""
+    def line_probs(self, model: nn.Module, images: Sequence[Image]) -> list[np.ndarray]:
+        """Softmax probabilities (time, 34) over blank + the VIN alphabet for each line image,
+        in batches of ``predict_batch_size`` (the model is put in eval mode meanwhile)."""
         was_training = model.training
         model.eval()
         param = next(model.parameters())
-        out: list[str] = []
+        out: list[np.ndarray] = []
         step = self.settings.predict_batch_size
         try:
             for start in range(0, len(images), step):
                 pixels = self.pixel_values(images[start : start + step])
                 logits = self.vin_logits(model, pixels.to(param.device, dtype=param.dtype))
-                out.extend(greedy_decode(logits, VIN_CHARSET))
+                out.extend(logits.float().softmax(-1).cpu().numpy())
         finally:
             model.train(was_training)
         return out
+
+    def read(
+        self, model: nn.Module, images: Sequence[Image], crops: Sequence[bool] | None = None
+    ) -> list[Reading]:
+        """One :class:`~vin_ocr.reading.Reading` per image.
+
+        Line crops (``crops[i]`` true; every image when ``crops`` is None) are recognised
+        directly, batched. A scene goes through text detection (the detector is loaded on the
+        first scene), every line found is recognised, :func:`vin_ocr.vin.pick_vin_at` picks the
+        VIN, and the reading's ``box`` is the picked line's box in image pixels. Each reading
+        goes through :func:`vin_ocr.decoding.ctc.ctc_read` (the check-digit search when
+        ``check_digit_search``)."""
+        from vin_ocr.evaluation.engines import _crop_flags
+
+        flags = _crop_flags(images, crops)
+        out = [Reading("")] * len(images)
+        at = [i for i, crop in enumerate(flags) if crop]
+        search = self.settings.check_digit_search
+        for i, probs in zip(at, self.line_probs(model, [images[i] for i in at]), strict=True):
+            out[i] = ctc_read(probs, VIN_CHARSET, search=search)
+        for i, crop in enumerate(flags):
+            if not crop:
+                out[i] = self._read_scene(model, images[i])
+        return out
+
+    def predict(self, model: nn.Module, images: Sequence[Image]) -> list[str]:
+        """The texts of :meth:`read` with every image a line crop."""
+        return texts(self.read(model, images))
+
+    def detector(self, device: str | torch.device = "cpu") -> TextDetector:
+        """The text detector of ``det_checkpoint``, loaded on the first call."""
+        if self._detector is None:
+            self._detector = TextDetector(self.settings.detection(), device)
+        return self._detector
+
+    def _read_scene(self, model: nn.Module, image: Image) -> Reading:
+        lines = self.detector(next(model.parameters()).device).detect(image)
+        if not lines:
+            return Reading("")
+        probs = self.line_probs(model, [line.image for line in lines])
+        readings = [ctc_read(p, VIN_CHARSET, search=False) for p in probs]
+        text, at = pick_vin_at([r.text for r in readings])
+        if at is None:
+            # The VIN alphabet has no space or punctuation: a label on the VIN's line merges
+            # with it ("V.I.N. WAUR..." reads "VJNWAUR..."). Labels come first: try line ends.
+            text, at = pick_vin_at([r.text[-VIN_LENGTH:] for r in readings])
+        if at is None:
+            return Reading("")
+        box = lines[at].box
+        line = readings[at]
+        if line.text == text and self.settings.check_digit_search:
+            return replace(ctc_read(probs[at], VIN_CHARSET, search=True), box=box)
+        start = line.text.find(text)
+        conf = line.char_conf[start : start + len(text)] if start >= 0 and line.char_conf else None
+        return Reading(text, char_conf=conf, box=box)
 
 
 # ------------------------------------------------------------------------------------------------

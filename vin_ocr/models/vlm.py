@@ -16,6 +16,9 @@ from typing import Any
 
 import torch
 
+from vin_ocr.decoding.vlm import VinTokens, VlmDecoding, eos_ids, read_vins
+from vin_ocr.reading import Reading, texts
+
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
@@ -148,36 +151,16 @@ def causal_lm_loss(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Te
     return out.loss
 
 
-@torch.no_grad()
-def generate_answers(
-    model: Any, tokenizer: Any, prompts: Mapping[str, Any], max_new_tokens: int
-) -> list[str]:
-    """Greedy-decode after the (left-padded) prompts; return the new text only, special tokens
-    dropped, surrounding whitespace stripped (VIN normalisation is the caller's)."""
-    was_training = model.training
-    model.eval()
-    try:
-        inputs = to_model(prompts, model)
-        out = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    finally:
-        model.train(was_training)
-    new = out[:, inputs["input_ids"].shape[1] :]
-    return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-
-
 class PromptedVlm:
     """What the VLM families share once ``_prompts(images)`` (processor output for the prompt)
-    exists: the labelled batch, the causal-LM loss and greedy generation of the answer."""
+    exists: the labelled batch, the causal-LM loss and the (VIN-constrained) generation of the
+    answer, configured by the model config's ``decoding`` keys
+    (:class:`vin_ocr.decoding.vlm.VlmDecoding`)."""
 
     name: str
     settings: Any
     processor: Any
+    _vin_tokens: tuple[Any, VinTokens] | None = None
 
     def _prompts(self, images: Sequence[Any]) -> Any:
         raise NotImplementedError
@@ -192,12 +175,46 @@ class PromptedVlm:
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return causal_lm_loss(model, batch)
 
-    def predict(self, model: torch.nn.Module, images: Sequence[Any]) -> list[str]:
+    def decoding(self) -> VlmDecoding:
+        """The ``decoding`` keys of the model config; an unknown key fails naming it."""
+        return settings_from(
+            VlmDecoding, getattr(self.settings, "decoding", None), f"{self.name}.decoding"
+        )
+
+    def read(
+        self, model: torch.nn.Module, images: Sequence[Any], crops: Sequence[bool] | None = None
+    ) -> list[Reading]:
+        """One reading per image (whole image and the same prompt for line crops and scenes, so
+        ``crops`` is not needed): text, per-character confidence and, where the check-digit
+        search ran, the reading before it."""
         if not images:
             return []
-        prompts = self._prompts(images)
+        decoding = self.decoding()
         tok = self._need_processor().tokenizer
-        return generate_answers(model, tok, prompts, self.settings.max_new_tokens)
+        was_training = model.training
+        model.eval()
+        try:
+            return read_vins(
+                model,
+                tok,
+                to_model(self._prompts(images), model),
+                decoding,
+                tokens=self._tokens(model, tok) if decoding.constrained else None,
+                max_new_tokens=self.settings.max_new_tokens,
+            )
+        finally:
+            model.train(was_training)
+
+    def predict(self, model: torch.nn.Module, images: Sequence[Any]) -> list[str]:
+        return texts(self.read(model, images))
+
+    def _tokens(self, model: Any, tokenizer: Any) -> VinTokens:
+        """The tokenizer's :class:`VinTokens`, built once (a pass over the whole vocabulary)."""
+        ends = eos_ids(model, tokenizer)
+        cached = self._vin_tokens
+        if cached is None or cached[0] is not tokenizer or cached[1].eos_ids != ends:
+            self._vin_tokens = cached = (tokenizer, VinTokens(tokenizer, ends))
+        return cached[1]
 
     def _need_processor(self) -> Any:
         if self.processor is None:

@@ -1,0 +1,177 @@
+"""CTC decoding for PP-OCR: the greedy reading and an exact search for a valid VIN.
+
+``probs`` is a (T, C) array of per-frame softmax probabilities, class 0 the CTC blank and
+``charset[i]`` the character of class ``i`` (``charset[0] == ""``).
+
+:func:`ctc_read` decodes greedily (best path: argmax per frame, merge repeats, drop blanks).
+When the reading belongs to a region where the check digit is mandatory (first character
+``1``-``5``: North America, ``L``: China) and is not a valid VIN there (17 characters, right
+check digit, a model-year code in position 10), it searches for the most probable VIN that is:
+a Viterbi pass over the CTC alignments whose state is (characters emitted, last symbol for the
+repeat rule, weighted sum mod 11), so a dropped or doubled character is repaired as well as a
+misread one. The search keeps the first character in the mandatory-region set, position 9 in
+``0``-``9``/``X`` and position 10 off ``U``, ``Z`` and ``0``. European (and every other
+optional-region) reading is returned as read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from vin_ocr.reading import Reading
+from vin_ocr.vin import (
+    ALPHABET,
+    TRANSLITERATION,
+    VIN_LENGTH,
+    WEIGHTS,
+    YEAR_CODES,
+    check_digit_mandatory,
+    check_digit_ok,
+)
+
+__all__ = ["MAX_LENGTH_OFF", "ctc_read", "greedy", "needs_search", "vin_search"]
+
+#: The search runs on greedy readings of 17 +- this many characters (a longer or shorter one is
+#: not a VIN with a slip but something else, and forcing 17 characters onto it invents a VIN).
+MAX_LENGTH_OFF = 2
+
+_CHECK_POS = 8  # position 9, 0-based
+_YEAR_POS = 9
+_MANDATORY_FIRST = frozenset(c for c in ALPHABET if check_digit_mandatory(c))
+_FLOOR = 1e-30  # probabilities are clipped here before the log
+
+
+def greedy(probs: np.ndarray, charset: Sequence[str]) -> tuple[str, tuple[float, ...]]:
+    """Best-path decoding: argmax per frame, merge repeats, drop blanks. Each character's
+    confidence is the highest probability among the frames that emitted it."""
+    probs = _check(probs, charset)
+    best = probs.argmax(1)
+    conf = probs[np.arange(len(best)), best]
+    starts = np.flatnonzero((best != 0) & np.r_[True, best[1:] != best[:-1]])
+    ends = np.r_[starts, len(best)][1:]
+    text = "".join(charset[best[s]] for s in starts)
+    # A run ends where its symbol changes; blanks inside [start, next start) have other labels.
+    confs = tuple(
+        float(conf[s:e][best[s:e] == best[s]].max()) for s, e in zip(starts, ends, strict=True)
+    )
+    return text, confs
+
+
+def _check(probs: np.ndarray, charset: Sequence[str]) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != len(charset):
+        raise ValueError(f"probs must be (T, {len(charset)}), got {probs.shape}")
+    if len(charset) and charset[0] != "":
+        raise ValueError(f"charset[0] must be the CTC blank '', not {charset[0]!r}")
+    return probs
+
+
+def needs_search(text: str) -> bool:
+    """Whether the search runs on greedy reading ``text``: a mandatory-region reading (first
+    character) that is not a valid VIN there, and at most :data:`MAX_LENGTH_OFF` characters
+    longer or shorter than 17."""
+    if not text or not check_digit_mandatory(text):
+        return False
+    if abs(len(text) - VIN_LENGTH) > MAX_LENGTH_OFF:
+        return False
+    return not (len(text) == VIN_LENGTH and check_digit_ok(text) and text[_YEAR_POS] in YEAR_CODES)
+
+
+def _tables(chars: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per position n (0-16) and character: the step added to the running sum mod 11, and 0 or
+    -inf for allowed / forbidden. The running sum is sum(weight * value) - check value, so a VIN
+    satisfies its check digit exactly when it ends at 0."""
+    shift = np.zeros((VIN_LENGTH, len(chars)), dtype=np.int64)
+    allowed = np.ones((VIN_LENGTH, len(chars)), dtype=bool)
+    for n in range(VIN_LENGTH):
+        for k, c in enumerate(chars):
+            if n == _CHECK_POS:
+                allowed[n, k] = c.isdigit() or c == "X"
+                shift[n, k] = -(10 if c == "X" else int(c) if c.isdigit() else 0) % 11
+            else:
+                shift[n, k] = WEIGHTS[n] * TRANSLITERATION[c] % 11
+    allowed[0] = [c in _MANDATORY_FIRST for c in chars]
+    allowed[_YEAR_POS] = [c in YEAR_CODES for c in chars]
+    return shift, np.where(allowed, 0.0, -np.inf)
+
+
+def vin_search(
+    probs: np.ndarray, charset: Sequence[str]
+) -> tuple[str, float, tuple[float, ...]] | None:
+    """The most probable CTC alignment (Viterbi) that spells a 17-character VIN with a correct
+    check digit, the first character of a mandatory region and a model-year code in position
+    10. Returns (VIN, log-probability of that alignment, per-character confidence: the highest
+    probability among the frames that emitted the character), or None when no alignment fits
+    (fewer frames than the VIN needs)."""
+    probs = _check(probs, charset)
+    cls = [i for i, c in enumerate(charset) if c in ALPHABET and i > 0]
+    chars = "".join(charset[i] for i in cls)
+    logp = np.log(np.clip(probs[:, [0, *cls]], _FLOOR, None))  # (T, K): blank + VIN chars
+    steps, k = logp.shape
+    shift, mask = _tables(chars)  # (17, K-1)
+    s_idx = np.arange(11)
+    # Source sum of an emission of character c as the (n+1)-th character ending at sum s.
+    src = (s_idx[None, None, :] - shift[:, :, None]) % 11  # (17, K-1, 11)
+    rows = np.arange(VIN_LENGTH)[:, None, None]
+    char_ids = np.arange(1, k)[None, :, None]
+
+    score = np.full((VIN_LENGTH + 1, k, 11), -np.inf)  # (chars emitted, last symbol, sum)
+    score[0, 0, 0] = 0.0
+    back_l = np.zeros((steps, VIN_LENGTH + 1, k, 11), dtype=np.int8)  # previous last symbol
+    back_emit = np.zeros((steps, VIN_LENGTH + 1, k, 11), dtype=bool)  # frame emitted a char
+    for t in range(steps):
+        first = score.argmax(1)  # (n, s): best previous symbol, and second best
+        best1 = np.take_along_axis(score, first[:, None], 1)[:, 0]
+        rest = score.copy()
+        np.put_along_axis(rest, first[:, None], -np.inf, 1)
+        second = rest.argmax(1)
+        best2 = np.take_along_axis(rest, second[:, None], 1)[:, 0]
+
+        new = np.empty_like(score)
+        new[:, 0] = best1 + logp[t, 0]  # a blank frame after any symbol
+        back_l[t, :, 0] = first
+        new[:, 1:] = score[:, 1:] + logp[t, 1:, None]  # the same character repeated
+        back_l[t, :, 1:] = np.arange(1, k)[None, :, None]
+        # A new character: from the best previous symbol other than itself, sum shifted.
+        f, b1 = first[rows, src], best1[rows, src]  # (17, K-1, 11)
+        same = f == char_ids
+        emit = np.where(same, best2[rows, src], b1) + logp[t, 1:, None] + mask[:, :, None]
+        take = emit > new[1:, 1:]
+        new[1:, 1:] = np.where(take, emit, new[1:, 1:])
+        back_emit[t, 1:, 1:] = take
+        back_l[t, 1:, 1:] = np.where(take, np.where(same, second[rows, src], f), back_l[t, 1:, 1:])
+        score = new
+
+    last = int(score[VIN_LENGTH, :, 0].argmax())
+    total = float(score[VIN_LENGTH, last, 0])
+    if not np.isfinite(total):
+        return None
+    text: list[str] = [""] * VIN_LENGTH
+    conf = [0.0] * VIN_LENGTH
+    n, s = VIN_LENGTH, 0
+    for t in range(steps - 1, -1, -1):
+        if last:
+            text[n - 1] = chars[last - 1]
+            conf[n - 1] = max(conf[n - 1], float(probs[t, cls[last - 1]]))
+        prev = int(back_l[t, n, last, s])
+        if back_emit[t, n, last, s]:
+            n, s = n - 1, int(src[n - 1, last - 1, s])
+        last = prev
+    return "".join(text), total, tuple(conf)
+
+
+def ctc_read(probs: np.ndarray, charset: Sequence[str], search: bool = True) -> Reading:
+    """Read one CTC output: the greedy reading, or, with ``search`` on, the most probable valid
+    VIN where the greedy reading is an invalid one of a mandatory-region VIN (see the module
+    docstring). ``unconstrained`` holds the greedy reading whenever the search ran (also when it
+    kept it) and is None otherwise."""
+    text, confs = greedy(probs, charset)
+    if not (search and needs_search(text)):
+        return Reading(text, char_conf=confs)
+    found = vin_search(probs, charset)
+    if found is None:
+        return Reading(text, unconstrained=text, char_conf=confs)
+    vin, _, vin_confs = found
+    return Reading(vin, unconstrained=text, char_conf=vin_confs)
