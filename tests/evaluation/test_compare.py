@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from vin_ocr.data.sample import read_manifest
-from vin_ocr.evaluation.compare import RunFolderError, compare, compare_runs, load_report
+from vin_ocr.evaluation.compare import (
+    RunFolderError,
+    build_comparison,
+    compare,
+    compare_runs,
+    load_report,
+    winners,
+    wins_markdown,
+)
 from vin_ocr.evaluation.evaluate import run_eval
 from vin_ocr.reading import Reading, TextsFromReadings
 
@@ -99,3 +107,85 @@ def test_cli(two_runs, tmp_path):
         [*cmd[:3], f"runs=[{tmp_path}]"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 1 and f"{tmp_path}: not an evaluation run folder" in bad.stderr
+
+
+# --------------------------------------------------------------------------- run folders, W&B
+@pytest.fixture
+def train_run(two_runs, tmp_path) -> Path:
+    """A training run folder's layout (eval/<set>/report.json) with two test sets (the blank
+    engine's report on the fixture manifest, under two set names)."""
+    run = tmp_path / "train_run"
+    shutil.copytree(two_runs[1], run / "eval" / "manifest")
+    shutil.copytree(two_runs[1], run / "eval" / "extra")
+    (run / "run.json").write_text("{}", encoding="utf-8")
+    return run
+
+
+def test_run_folder_against_an_eval_folder(two_runs, train_run, tmp_path):
+    rapid = load_report(two_runs[0])
+    cmp = build_comparison([two_runs[0], train_run], tmp_path / "out" / "c.md")
+    assert [(r.label, sorted(r.sets)) for r in cmp.runs] == [
+        ("rapidocr", ["manifest"]),
+        ("blank", ["extra", "manifest"]),
+    ]
+    lines = cmp.table.splitlines()
+    assert lines[0] == "| Set | Metric | rapidocr | blank |"
+    rows = {tuple(c.strip() for c in ln.split("|")[1:3]): ln for ln in lines[2:] if ln.strip()}
+    em = f"{100 * rapid['exact_match']:.2f} %"
+    assert rows[("manifest", "Exact match")].endswith(f"| **{em}** | 0.00 % |")
+    assert rows[("extra", "Exact match")].endswith("| – | 0.00 % |")  # rapidocr has no "extra"
+    assert lines[1] == "|---|---|---|---|"
+
+    wins = cmp.wins["manifest"]
+    assert wins["metrics"]["exact_match"] == ["rapidocr"] and wins["metrics"]["cer"] == ["rapidocr"]
+    assert "n" not in wins["metrics"] and cmp.wins["extra"]["metrics"] == {}  # one run: no winner
+    expected = [["rapidocr"] if a else [] for a in rapid["per_position"]]  # 0 vs 0: a tie
+    assert wins["per_position"] == expected
+    assert "| Exact match | rapidocr | " + em + " | blank: 0.00 % |" in cmp.wins_md
+
+    out = tmp_path / "out"
+    data = json.loads((out / "c.json").read_text(encoding="utf-8"))
+    assert data["winners"] == json.loads(json.dumps(cmp.wins))
+    assert data["runs"][0]["sets"]["manifest"]["per_position"] == rapid["per_position"]
+    assert data["runs"][1]["source"] == str(train_run)
+    for s in ("manifest", "extra"):  # one chart per test set
+        assert (out / f"c_{s}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"(c_{s}.png)" in (out / "c.md").read_text(encoding="utf-8")
+
+
+def test_winners_and_spans():
+    a = {"exact_match": 0.5, "cer": 0.1, "n": 4, "per_position": [1.0, 0.5, 0.5, 0.2]}
+    b = {"exact_match": 0.5, "cer": 0.2, "n": 4, "per_position": [0.5, 0.5, 0.9, 0.9]}
+    runs = {"a": {"s": a}, "b": {"s": b}}
+    wins = winners(runs)["s"]
+    assert wins["metrics"] == {"cer": ["a"]}  # equal exact match: no winner
+    assert wins["per_position"] == [["a"], [], ["b"], ["b"]]  # equal at 2: no winner
+    three = winners({**runs, "c": {"s": {**b, "per_position": [0.1, 0.1, 0.9, 0.1]}}})["s"]
+    assert three["per_position"] == [["a"], ["a", "b"], ["b", "c"], ["b"]]  # ties at the top
+    text = wins_markdown(runs, {"s": wins})
+    assert "Accuracy per position: a leads at 1; b leads at 3-4; tied at 2." in text
+    assert "Metric wins (of 1, ties count for each): a 1, b 0." in text
+
+
+def test_wandb_sources_fail_clearly_offline(monkeypatch):
+    with pytest.raises(ValueError, match="expected wandb:ENTITY/PROJECT or"):
+        compare_runs(["wandb:only-a-project"])
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(ValueError, match="W&B runs are read online, but WANDB_MODE=offline"):
+        compare_runs(["wandb:me/vin-ocr"])
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="needs an API key: set WANDB_API_KEY or run `wandb lo"):
+        compare_runs(["wandb:me/vin-ocr/abc123"])
+
+
+def test_cli_prints_who_wins_where(two_runs, train_run, tmp_path):
+    cmd = [sys.executable, "-m", "vin_ocr.evaluation.compare", f"runs=[{two_runs[0]},{train_run}]"]
+    out = tmp_path / "c.md"
+    proc = subprocess.run(
+        [*cmd, f"out={out}"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("| Set | Metric | rapidocr | blank |")
+    assert "## Who wins where" in proc.stdout and "### manifest" in proc.stdout
+    assert out.is_file() and out.with_suffix(".json").is_file()

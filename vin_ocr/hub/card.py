@@ -1,11 +1,16 @@
-"""The model card every training run writes (``README.md`` in the run folder).
+"""The model card every training run (and every merge) writes: ``README.md`` in the run folder.
 
-YAML metadata through ``huggingface_hub``'s card classes (model-index with exact match, character
-accuracy and CER per evaluation set), then baseline vs fine-tuned, training, hardware, usage.
+YAML metadata through ``huggingface_hub``'s card classes (license, base_model, library_name,
+pipeline_tag, tags, datasets, metrics, and a model-index with exact match, character accuracy and
+CER per evaluation set), then: baseline vs fine-tuned, training data (real vs synthetic share),
+hyper-parameters, hardware and time, the merge check, intended use (with the check-digit caveat),
+and a usage snippet that loads the model and reads a VIN. Every figure comes from ``run.json``'s
+``metrics``, which hold the evaluation reports' values (``eval/<set>/report.json``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,47 +19,122 @@ from vin_ocr.data.sample import atomic_write_text
 BASE_MODELS = {
     "rapidocr": "PaddlePaddle/PP-OCRv6_small_rec",
 }
-PIPELINE = {"pp_ocr": "image-to-text", "lfm2_vl": "image-text-to-text"}
+PIPELINE = {
+    "pp_ocr": "image-to-text",
+    "lfm2_vl": "image-text-to-text",
+    "deepseek_ocr2": "image-text-to-text",
+    "deepseek_ocr_v1": "image-text-to-text",
+}
 TABLE_HEAD = (
     "| set | exact (base) | exact (fine-tuned) | char acc (base) | char acc (fine-tuned) "
     "| CER (base) | CER (fine-tuned) |\n| --- | --- | --- | --- | --- | --- | --- |"
 )
 METRICS = (("exact_match", "Exact match"), ("char_accuracy", "Character accuracy"), ("cer", "CER"))
+#: Hyper-parameters shown (``training.*`` keys), in this order.
+HYPER = (
+    "method", "max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate",
+    "weight_decay", "warmup_steps", "max_grad_norm", "optimizer", "gradient_checkpointing",
+)  # fmt: skip
+SYNTHETIC_DATASET = "vin-ocr-synthetic"  # the name the card gives the rendered training data
 
 
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f} %"
 
 
-def render_model_card(info: dict[str, Any], run_name: str) -> str:
+def _cer(v: float | None) -> str:
+    return "–" if v is None else f"{v:.4f}"
+
+
+def _get(cfg: Any, *keys: str, default: Any = None) -> Any:
+    node = cfg
+    for key in keys:
+        if not hasattr(node, "get"):
+            return default
+        node = node.get(key)
+    return default if node is None else node
+
+
+def eval_sets(metrics: Mapping[str, Any]) -> list[str]:
+    """The evaluation sets of a run's ``metrics`` (``test/<set>`` keys, baselines aside)."""
+    sets = [k.removeprefix("test/") for k in metrics if k.startswith("test/")]
+    return [s for s in sets if not s.endswith("_baseline")]
+
+
+def base_model_id(info: Mapping[str, Any]) -> str | None:
+    """The Hub id of the model fine-tuned (None for a tiny random model or a local folder)."""
+    model = info["model"]
+    if model.get("tiny"):
+        return None
+    base = BASE_MODELS.get(str(model.get("checkpoint")), model.get("checkpoint"))
+    if not isinstance(base, str) or base.count("/") != 1 or Path(base).exists():
+        return None
+    return base
+
+
+def data_share(info: Mapping[str, Any], cfg: Any) -> tuple[int | None, int]:
+    """(real, synthetic) training samples per epoch: ``run.json``'s ``data`` when recorded."""
+    data = info.get("data") or {}
+    synth = data.get("synthetic_train", _get(cfg, "data", "synth_train", default=0))
+    return data.get("real_train", 0 if not _get(cfg, "data", "train") else None), int(synth)
+
+
+def render_model_card(
+    info: dict[str, Any], run_name: str, cfg: Any = None, repo_id: str | None = None
+) -> str:
+    """The card's text for a run's ``run.json`` ``info`` and resolved config ``cfg``;
+    ``repo_id``: the Hub repo it is pushed to (the usage snippet downloads it)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     model = info["model"]
-    metrics = info["metrics"]
-    base = BASE_MODELS.get(str(model.get("checkpoint")), model.get("checkpoint"))
-    results = []
-    sets = [k.removeprefix("test/") for k in metrics if k.startswith("test/")]
-    sets = [s for s in sets if not s.endswith("_baseline")]
-    for name in sets:
-        for key, pretty in METRICS:
-            result = EvalResult(
-                task_type="image-to-text",
-                dataset_type=name,
-                dataset_name=name,
-                metric_type=key,
-                metric_name=pretty,
-                metric_value=metrics[f"test/{name}"][key],
-            )
-            results.append(result)
+    metrics = info.get("metrics", {})
+    family = info["family"]
+    sets = eval_sets(metrics)
+    results = [
+        EvalResult(
+            task_type="image-to-text",
+            dataset_type=name,
+            dataset_name=name,
+            metric_type=key,
+            metric_name=pretty,
+            metric_value=metrics[f"test/{name}"][key],
+        )
+        for name in sets
+        for key, pretty in METRICS
+    ]
+    real, synth = data_share(info, cfg)
+    merge = info.get("merge")
     data = ModelCardData(
         license="apache-2.0",
         library_name="transformers",
-        pipeline_tag=PIPELINE.get(info["family"], "image-to-text"),
-        tags=["vin", "ocr", "vin-ocr", info["family"]],
-        base_model=base if isinstance(base, str) and "/" in base else None,
-        model_name=run_name,
+        pipeline_tag=PIPELINE.get(family, "image-to-text"),
+        tags=["vin", "ocr", "vin-ocr", family, *(["merged-lora"] if merge else [])],
+        base_model=base_model_id(info),
+        datasets=[*([SYNTHETIC_DATASET] if synth else []), *sets] or None,
+        metrics=[key for key, _ in METRICS],
+        model_name=repo_id or run_name,
         eval_results=results or None,
     )
+    sections = [
+        f"# {repo_id or run_name}",
+        f"A VIN reader fine-tuned with [vin-ocr](https://github.com/vin-ocr/vin-ocr) from "
+        f"`{model.get('checkpoint')}` (family `{family}`"
+        + (", a tiny random test model" if model.get("tiny") else "")
+        + ").",
+        _results(metrics, sets),
+        _training_data(real, synth, cfg, sets),
+        _hyper(info, cfg),
+        _hardware(info),
+        _merge(merge),
+        _INTENDED_USE,
+        _usage(repo_id, run_name),
+    ]
+    body = "\n\n".join(s for s in sections if s) + "\n"
+    card = ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body)
+    return str(card)
+
+
+def _results(metrics: Mapping[str, Any], sets: list[str]) -> str:
     rows = []
     for name in ["val", *sets]:
         ft = metrics.get("val" if name == "val" else f"test/{name}")
@@ -63,56 +143,127 @@ def render_model_card(info: dict[str, Any], run_name: str) -> str:
             rows.append(
                 f"| {name} | {_pct(bl['exact_match'])} | {_pct(ft['exact_match'])} | "
                 f"{_pct(bl['char_accuracy'])} | {_pct(ft['char_accuracy'])} | "
-                f"{bl['cer']:.4f} | {ft['cer']:.4f} |"
+                f"{_cer(bl['cer'])} | {_cer(ft['cer'])} |"
             )
-    train = metrics.get("train", {})
+    if not rows:
+        return (
+            "## Results\n\nNot evaluated yet (a combination of adapters is a new model): run "
+            "`python -m vin_ocr.evaluation.evaluate engine=checkpoint engine.path=FOLDER`."
+        )
+    return (
+        "## Results: pretrained baseline vs fine-tuned\n\n"
+        f"{TABLE_HEAD}\n" + "\n".join(rows) + "\n\n"
+        "`val` is the validation split used during training (the fine-tuned column is its best "
+        "evaluation); the other sets are evaluated at the end with the harness "
+        "(`eval/<set>/report.json`)."
+    )
+
+
+def _training_data(real: int | None, synth: int, cfg: Any, sets: list[str]) -> str:
+    if real is None:
+        share = f"real samples from `{_get(cfg, 'data', 'train')}` and {synth} synthetic per epoch"
+    else:
+        total = max(real + synth, 1)
+        share = (
+            f"{real} real ({100 * real / total:.0f} %) and {synth} synthetic "
+            f"({100 * synth / total:.0f} %) samples per epoch"
+        )
+    val = _get(cfg, "data", "val") or f"{_get(cfg, 'data', 'synth_val', default='?')} synthetic"
+    return (
+        "## Training data\n\n"
+        f"- training: {share}; synthetic VIN images are rendered by `vin_ocr.data.synth` "
+        f"(kind `{_get(cfg, 'data', 'synth', 'kind', default='line')}`)\n"
+        f"- validation: {val}\n"
+        f"- evaluation sets: {', '.join(sets) or 'none'} (`samples` is the bundled synthetic set "
+        "`data/samples`)"
+    )
+
+
+def _hyper(info: Mapping[str, Any], cfg: Any) -> str:
+    training = _get(cfg, "training")
+    if training is None:
+        return ""
+    rows = [f"| {k} | {training.get(k)} |" for k in HYPER if training.get(k) is not None]
+    lora = training.get("lora") if training.get("method") in ("lora", "qlora") else None
+    if lora:
+        for key in ("r", "alpha", "dropout", "target_modules"):
+            rows.append(f"| lora.{key} | {lora.get(key)} |")
+    rows.append(f"| seed | {info.get('seed', _get(cfg, 'seed'))} |")
+    return "## Hyper-parameters\n\n| key | value |\n| --- | --- |\n" + "\n".join(rows)
+
+
+def _hardware(info: Mapping[str, Any]) -> str:
+    train = info.get("metrics", {}).get("train", {})
     hw = info.get("hardware", {})
-    body = f"""
-# {run_name}
+    versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
+    return (
+        "## Hardware and time\n\n"
+        f"- {hw.get('device')} × {hw.get('device_count')}, dtype {hw.get('dtype')}, "
+        f"attention {hw.get('attn_implementation')}\n"
+        f"- {train.get('steps')} steps (best {train.get('best_step')}) in "
+        f"{train.get('seconds')} s, {train.get('samples_per_s') or 0:.1f} samples/s\n"
+        f"- versions: {versions}"
+    )
 
-A VIN reader fine-tuned with [vin-ocr](https://github.com/vin-ocr/vin-ocr) from
-`{model.get("checkpoint")}` (family `{info["family"]}`).
 
-## Results: pretrained baseline vs fine-tuned
+def _merge(merge: Mapping[str, Any] | None) -> str:
+    if not merge:
+        return ""
+    if "error" in merge:
+        return f"## Merge\n\nThe merge failed verification ({merge['error']}): use the adapter."
+    check = merge["verification"]
+    how = f"combined ({merge['combination']}) from" if merge.get("combination") else "merged from"
+    return (
+        "## Merge\n\n"
+        f"LoRA {how} {', '.join(f'`{Path(s).name}`' for s in merge['sources'])} into "
+        f"`{merge.get('base')}` (16-bit base). Verified on {check['samples']} samples: largest "
+        f"logit difference {check['max_abs_diff']:.3g} (relative {check['relative_diff']:.3g}, "
+        f"tolerance {check['tolerance']:g}), VIN predictions identical."
+    )
 
-{TABLE_HEAD}
-{chr(10).join(rows)}
 
-`val` is the validation split used during training; other sets are evaluated at the end.
+_INTENDED_USE = """## Intended use and limits
 
-## Training
+Reads the 17-character VIN (ISO 3779) from line crops (a photo is read whole). The check digit
+(position 9) is mandatory in North America and China only: a European VIN may fail it by design,
+so vin-ocr never forces it outside those regions; read `validate(vin).reasons` instead of
+rejecting such VINs. Synthetic training data does not cover every real surface; evaluate on your
+own labelled photos with `python -m vin_ocr.evaluation.evaluate` before relying on it."""
 
-- steps: {train.get("steps")}, best step: {train.get("best_step")}, time: {train.get("seconds")} s,
-  {train.get("samples_per_s") or 0:.1f} samples/s
-- data: see `config.yaml` (`data.*`; synthetic samples are rendered by `vin_ocr.data.synth`)
-- hardware: {hw.get("device")} × {hw.get("device_count")}, dtype {hw.get("dtype")},
-  attention {hw.get("attn_implementation")}
-- versions: {", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())}
 
-## Intended use and limits
+def _usage(repo_id: str | None, run_name: str) -> str:
+    if repo_id:
+        load = (
+            "from huggingface_hub import snapshot_download\n"
+            "from PIL import Image\n\n"
+            "from vin_ocr.models.engine import load_run\n"
+            "from vin_ocr.vin import normalize, validate\n\n"
+            f'engine = load_run(snapshot_download("{repo_id}"))'
+        )
+    else:
+        load = (
+            "from PIL import Image\n\n"
+            "from vin_ocr.models.engine import load_run\n"
+            "from vin_ocr.vin import normalize, validate\n\n"
+            f'engine = load_run("{run_name}")  # the run folder'
+        )
+    return f"""## Usage
 
-Reads the 17-character VIN (ISO 3779) from line crops. The check digit (position 9) is mandatory
-in North America and China only: a European VIN may fail it by design, so vin-ocr never forces
-it outside those regions. Synthetic training data does not cover every real surface; evaluate on
-your own labelled photos with `python -m vin_ocr.evaluation.evaluate` before relying on it.
-
-## Usage
+`pip install vin-ocr`, then:
 
 ```python
-from vin_ocr.models.engine import load_run
-from PIL import Image
-
-engine = load_run("{run_name}")          # the run folder
-print(engine.predict([Image.open("vin_crop.jpg")]))
-```
-
-or from the command line:
-`python -m vin_ocr.evaluation.evaluate engine=checkpoint engine.path={run_name} \\
-data=manifest data.path=FILE.jsonl`
-"""
-    return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body))
+{load}
+raw = engine.predict([Image.open("vin_crop.jpg").convert("RGB")])[0]
+vin = normalize(raw)
+print(vin, validate(vin).valid)
+```"""
 
 
-def write_model_card(run_dir: Path, info: dict[str, Any], cfg: Any = None) -> Path:
+def write_model_card(
+    run_dir: Path, info: dict[str, Any], cfg: Any = None, name: str | None = None
+) -> Path:
+    """Write ``README.md`` in ``run_dir`` (atomically); ``name`` defaults to the folder's."""
     run_dir = Path(run_dir)
-    return atomic_write_text(run_dir / "README.md", render_model_card(info, run_dir.name))
+    return atomic_write_text(
+        run_dir / "README.md", render_model_card(info, name or run_dir.name, cfg)
+    )

@@ -56,10 +56,19 @@ def load_run(path: str | Path, hardware: Any = None) -> FamilyEngine:
     model_dir = run / MODEL_DIR
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{run}: the run has no {MODEL_DIR}/ folder (was it interrupted?)")
+    name = f"checkpoint:{run.name}"
+    adapter = model_dir / "adapter"
+    if not any(model_dir.glob("*.safetensors")) and adapter.is_dir():
+        # adapter only (training.merge=false, or an adapter pushed to the Hub): base + adapter
+        from vin_ocr.models.lora import load_adapter
+        from vin_ocr.training.merge import build_base
+
+        family, base, _ = build_base(info, hardware)
+        return FamilyEngine(family, load_adapter(base, adapter), name=name)
     model_cfg = OmegaConf.create(info["model"])
     model_cfg.checkpoint = str(model_dir.resolve())
     if "tiny" in model_cfg:
         model_cfg.tiny = False  # the saved weights, whatever built them
     family = get_family(info["family"], model_cfg)
     model, _ = family.build(model_cfg, hardware)
-    return FamilyEngine(family, model, name=f"checkpoint:{run.name}")
+    return FamilyEngine(family, model, name=name)
