@@ -293,11 +293,12 @@ class PaddleOCREngine(TextsFromReadings):
 
 class CheckpointEngine(TextsFromReadings):
     """A finished training run folder (``engine=checkpoint engine.path=RUN``), read through the
-    same model family that trained it (:func:`vin_ocr.models.engine.load_run`)."""
+    same model family that trained it (:func:`vin_ocr.models.engine.load_run`); ``model``
+    changes keys of the run's model config for reading (decoding settings, say)."""
 
     name = "checkpoint"
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, model: dict[str, Any] | None = None) -> None:
         if not path:
             raise EngineUnavailable("engine=checkpoint needs engine.path=RUN_FOLDER")
         run = Path(path)
@@ -306,7 +307,7 @@ class CheckpointEngine(TextsFromReadings):
         from vin_ocr.models.engine import load_run
 
         try:
-            self._engine = load_run(run)
+            self._engine = load_run(run, overrides=model)
         except FileNotFoundError as exc:
             raise EngineUnavailable(f"engine=checkpoint: {exc}") from None
         self.name = self._engine.name

@@ -80,6 +80,8 @@ class PaddleOCRConf:
 class CheckpointConf:
     _target_: str = _ENGINES + "CheckpointEngine"
     path: str = MISSING
+    # keys of the run's model config to change for reading, e.g. +engine.model.decoding.num_beams=8
+    model: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

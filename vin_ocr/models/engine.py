@@ -39,8 +39,12 @@ class FamilyEngine(TextsFromReadings):
             return [Reading(t) for t in self.family.predict(self.model, images)]
 
 
-def load_run(path: str | Path, hardware: Any = None) -> FamilyEngine:
-    """The trained model of the run folder ``path`` as an engine; clear errors for what is not."""
+def load_run(
+    path: str | Path, hardware: Any = None, overrides: dict[str, Any] | None = None
+) -> FamilyEngine:
+    """The trained model of the run folder ``path`` as an engine; clear errors for what is not.
+    ``overrides`` change keys of the run's model config (``run.json``'s ``model``) for reading,
+    e.g. ``{"check_digit_search": False}``; a key the run's model config lacks is an error."""
     from omegaconf import OmegaConf
 
     from vin_ocr.models.registry import get_family
@@ -53,6 +57,15 @@ def load_run(path: str | Path, hardware: Any = None) -> FamilyEngine:
             "python -m vin_ocr.training.hf_finetune"
         )
     info = json.loads(info_path.read_text())
+    for key in overrides or {}:
+        if key not in info["model"]:
+            raise ValueError(
+                f"{run}: model config has no key {key!r} to override "
+                f"(keys: {', '.join(sorted(info['model']))})"
+            )
+    if overrides:
+        merged = OmegaConf.merge(OmegaConf.create(info["model"]), OmegaConf.create(overrides))
+        info["model"] = OmegaConf.to_container(merged, resolve=True)
     model_dir = run / MODEL_DIR
     if not model_dir.is_dir():
         raise FileNotFoundError(f"{run}: the run has no {MODEL_DIR}/ folder (was it interrupted?)")
