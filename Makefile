@@ -7,7 +7,7 @@ BIN      = $(VENV)/bin
 TORCH    = torch==2.14.1 torchvision==0.29.1
 STAMP    = $(VENV)/.installed
 
-.PHONY: setup run eval test lint format bench system-deps clean
+.PHONY: setup run eval test lint format bench bench-default system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,9 +38,16 @@ format: $(STAMP)
 	$(BIN)/ruff format vin_ocr tests scripts stubs
 	$(BIN)/ruff check --fix vin_ocr tests scripts stubs
 
-## CPU benchmarks; results are appended to docs/benchmarks.md.
+## CPU benchmarks (about 3.5 minutes on 2 idle cores, under 10): renderer, training, inference;
+## each script appends a dated entry to docs/benchmarks.md (see docs/benchmarks.md).
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_synth.py
+	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_infer.py
+
+## The embedded default run (`make run`) as a benchmark, ~9 minutes: wall time and its targets.
+bench-default: $(STAMP)
+	$(BIN)/python scripts/bench_default.py
 
 ## Optional system packages (Debian/Ubuntu, as root): Tesseract baseline, extra fonts, and the
 ## Chromium the demo app's browser test drives through Playwright (never `playwright install`).

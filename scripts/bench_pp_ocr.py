@@ -3,6 +3,7 @@
     python scripts/bench_pp_ocr.py                          # everything (about 10-15 minutes)
     python scripts/bench_pp_ocr.py tasks=[throughput] threads=1
     python scripts/bench_pp_ocr.py tasks=[heads] steps=150 heads=[vin,masked] out=heads.json
+    python scripts/bench_pp_ocr.py quick=true               # the tiny model, a few steps (tests)
 
 Options are ``key=value`` (OmegaConf dot-list, checked against :class:`Bench`; a typo fails
 naming the key). Data: synthetic VIN line crops from :mod:`vin_ocr.data.synth` (training seed
@@ -25,15 +26,14 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
+from vin_ocr import bench
 from vin_ocr.data.synth import SynthDataset
 from vin_ocr.models.pp_ocr import PPOCRFamily
 
@@ -54,6 +54,7 @@ class Bench:
     freeze_batch_norm: bool = True
     max_width: int = 320
     out: str = ""
+    quick: bool = False  # the tiny random model, batch 2, a few steps and crops (tests)
 
 
 def exact_match(family: PPOCRFamily, model: torch.nn.Module, data: SynthDataset) -> dict[str, Any]:
@@ -82,6 +83,11 @@ def exact_match(family: PPOCRFamily, model: torch.nn.Module, data: SynthDataset)
     }
 
 
+def _family(o: Bench, head: str) -> PPOCRFamily:
+    cfg = {"head": head, "freeze_batch_norm": o.freeze_batch_norm, "max_width": o.max_width}
+    return PPOCRFamily({**cfg, "tiny": o.quick})
+
+
 def batches(data: SynthDataset, family: PPOCRFamily, size: int, start: int, count: int):
     for b in range(count):
         samples = [data.sample((start + b * size + i) % len(data)) for i in range(size)]
@@ -90,9 +96,7 @@ def batches(data: SynthDataset, family: PPOCRFamily, size: int, start: int, coun
 
 def throughput(o: Bench) -> dict[str, Any]:
     head = o.heads[0]
-    family = PPOCRFamily(
-        {"head": head, "freeze_batch_norm": o.freeze_batch_norm, "max_width": o.max_width}
-    )
+    family = _family(o, head)
     model, _ = family.build(None, None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr)
     data = SynthDataset(100_000, seed=o.seed, cfg={"kind": "line"})
@@ -125,7 +129,7 @@ def throughput(o: Bench) -> dict[str, Any]:
 
 
 def zeroshot(o: Bench) -> dict[str, Any]:
-    family = PPOCRFamily({"head": "vin", "max_width": o.max_width})
+    family = _family(o, "vin")
     model, _ = family.build(None, None)
     evaluation = SynthDataset(o.eval_n, seed=o.seed + 1, cfg={"kind": "line"})
     return {"task": "zeroshot", "max_width": o.max_width, **exact_match(family, model, evaluation)}
@@ -133,9 +137,7 @@ def zeroshot(o: Bench) -> dict[str, Any]:
 
 def train_head(o: Bench, head: str) -> dict[str, Any]:
     torch.manual_seed(o.seed)
-    family = PPOCRFamily(
-        {"head": head, "freeze_batch_norm": o.freeze_batch_norm, "max_width": o.max_width}
-    )
+    family = _family(o, head)
     model, _ = family.build(None, None)
     evaluation = SynthDataset(o.eval_n, seed=o.seed + 1, cfg={"kind": "line"})
     before = exact_match(family, model, evaluation)["exact_match"]
@@ -179,13 +181,12 @@ def train_head(o: Bench, head: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    schema = OmegaConf.structured(Bench)
-    o: Bench = OmegaConf.to_object(  # type: ignore[assignment]
-        OmegaConf.merge(schema, OmegaConf.from_dotlist(sys.argv[1:] if argv is None else argv))
-    )
+    o = bench.parse_options(Bench, argv, "bench_pp_ocr")
+    if o.quick:
+        o.batch_sizes, o.timed_steps, o.eval_n, o.steps, o.batch, o.warmup = [2], 1, 4, 2, 2, 1
     torch.set_num_threads(o.threads)
     env = {
-        "torch": torch.__version__,
+        "machine": bench.header(("torch", "transformers", "vin-ocr")),
         "threads": o.threads,
         "cores": os.cpu_count(),
         "load_avg_1min": round(os.getloadavg()[0], 1),

@@ -1,23 +1,28 @@
 """Check the preflight's memory estimate against real peak memory of a few CPU training steps.
 
-    .venv/bin/python scripts/bench_preflight.py            # every case, one child process each
-    .venv/bin/python scripts/bench_preflight.py CASE       # one case (prints one JSON line)
+    .venv/bin/python scripts/bench_preflight.py                  # every case, a process each
+    .venv/bin/python scripts/bench_preflight.py cases=[ppocr_full_b4,lfm2vl450m_lora_b2]
+    .venv/bin/python scripts/bench_preflight.py case=CASE        # one case, one JSON line
+    .venv/bin/python scripts/bench_preflight.py quick=true       # the tiny case only (tests)
 
 Each case builds a model with random weights from its real config class, runs a few AdamW
 training steps in fp32 on CPU, and reports the process's peak RSS next to the estimate
 ``vin_ocr.hardware.estimate`` gives for the same model, method, batch and image size. Peak RSS is
 the whole process (Python, torch, transformers included), the same thing the estimate's total
-covers. Results go into docs/hardware.md by hand.
+covers. Options are ``key=value`` (:class:`PreflightBench`). Results go into docs/hardware.md by
+hand.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
+
+from vin_ocr import bench
 
 CASES = {
     # name: (model, method, batch, image_size, max_length)
@@ -32,6 +37,14 @@ CASES = {
     "lfm2vl450m_lora_b2_384": ("lfm2_vl_450m", "lora", 2, 384, 64),
 }
 STEPS = 2  # the second step runs with the AdamW state already allocated
+
+
+@dataclass
+class PreflightBench:
+    cases: list[str] = field(default_factory=lambda: list(CASES))
+    case: str = ""  # run this one case in this process and print its JSON
+    isolate: bool = True  # each case in its own process (its own peak RSS)
+    quick: bool = False  # the tiny case only (tests)
 
 
 def _tiny_lfm2_vl_config() -> Any:
@@ -93,6 +106,7 @@ def run_case(name: str) -> dict[str, Any]:
 
     model_name, method, batch, image_size, max_length = CASES[name]
     torch.manual_seed(0)
+    bench.reset_peak_memory()
     hw = resolve({"device": "cpu", "dtype": "fp32", "attn_implementation": "sdpa"})
     if model_name == "pp_ocr":
         import transformers
@@ -137,7 +151,7 @@ def run_case(name: str) -> dict[str, Any]:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     seconds = (time.perf_counter() - start) / STEPS
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1024**3  # Linux: KiB
+    peak_gib = bench.peak_memory_gib()
     est = estimate(spec, training, hw, ways_out=False)
     return {
         "case": name,
@@ -152,24 +166,39 @@ def run_case(name: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    if len(sys.argv) > 1:
-        print(json.dumps(run_case(sys.argv[1])))
-        return
+def _isolated(name: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, f"case={name}"], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        return {"case": name, "failed": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    o = bench.parse_options(PreflightBench, argv, "bench_preflight")
+    if o.case:
+        print(json.dumps(run_case(o.case)))
+        return []
+    names = ["tiny_lfm2vl_full_b4"] if o.quick else o.cases
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        raise SystemExit(f"bench_preflight: unknown case(s) {unknown}; known: {', '.join(CASES)}")
+    print(bench.header(("torch", "transformers", "peft", "vin-ocr")))
     print("| case | params | trainable | estimate GiB | peak RSS GiB | error | s/step |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for name in CASES:
-        out = subprocess.run(
-            [sys.executable, __file__, name], capture_output=True, text=True, check=False
-        )
-        if out.returncode != 0:
-            print(f"| {name} | failed: {out.stderr.strip().splitlines()[-1]} |||||")
+    results = []
+    for name in names:
+        r = _isolated(name) if o.isolate else run_case(name)
+        results.append(r)
+        if "failed" in r:
+            print(f"| {name} | failed: {r['failed']} |||||")
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"| {name} | {r['params']:,} | {r['trainable']:,} | {r['estimate_gib']:.2f} | "
             f"{r['measured_peak_rss_gib']:.2f} | {r['error_pct']:+.0f}% | {r['seconds_per_step']} |"
         )
+    return results
 
 
 if __name__ == "__main__":

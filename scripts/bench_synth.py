@@ -5,47 +5,34 @@
 
 Measures (1) rendering + augmentation in memory, one process, line crops and scenes; (2) the full
 ``generate`` (render, augment, JPEG, write, manifest) of ``n`` line crops with every core. Appends
-one dated line under ``## Synthetic data`` in docs/benchmarks.md (the file and the section are
-created when absent; other sections are left alone).
+one dated line under ``## Synthetic data`` in docs/benchmarks.md (``out=`` another file). Options
+are ``key=value`` (:class:`SynthBench`; a typo fails naming the key).
 """
 
 from __future__ import annotations
 
 import os
-import platform
-import resource
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import PIL
-
-import vin_ocr
-from vin_ocr.data.sample import atomic_write_text
+from vin_ocr import bench
 from vin_ocr.data.synth import generate, render_sample
 
 SECTION = "## Synthetic data"
-DEFAULTS = {"n": 10000, "memory_n": 2000, "scene_n": 100, "seed": 0, "record": True}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_seconds() -> float:
-    """CPU time (user + system) of this process and its finished children (the workers)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+@dataclass
+class SynthBench:
+    n: int = 10000  # line crops written to disk by `generate`
+    memory_n: int = 2000  # line crops rendered in memory
+    scene_n: int = 100  # scenes rendered in memory
+    seed: int = 0
+    quick: bool = False  # a few images of each (tests)
+    record: bool = True
+    out: str = ""  # the Markdown file to append to; "" = docs/benchmarks.md
 
 
 def rate(n: int, seconds: float) -> str:
@@ -64,11 +51,11 @@ def measure(n: int, memory_n: int, scene_n: int, seed: int) -> dict[str, float]:
         render_sample(i, seed, {"kind": "scene"})
     scene_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
-        cpu0 = _cpu_seconds()
+        cpu0 = bench.cpu_seconds()
         t = time.perf_counter()
         generate(Path(tmp) / "synth", n, seed=seed, kind="line", workers=cores)
         disk_s = time.perf_counter() - t
-        cpu_s = _cpu_seconds() - cpu0
+        cpu_s = bench.cpu_seconds() - cpu0
         size = sum(f.stat().st_size for f in (Path(tmp) / "synth").rglob("*") if f.is_file())
     return {
         "cores": cores,
@@ -82,11 +69,8 @@ def measure(n: int, memory_n: int, scene_n: int, seed: int) -> dict[str, float]:
 
 
 def report_line(r: dict[str, float], n: int, memory_n: int, scene_n: int) -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"- {datetime.now(UTC):%Y-%m-%d}, {int(r['cores'])} cores {cpu_model()} "
-        f"(load {load:.1f}), Python {platform.python_version()}, numpy {np.__version__}, "
-        f"Pillow {PIL.__version__}, vin-ocr {vin_ocr.__version__}: "
+        f"- {bench.header(('numpy', 'Pillow', 'vin-ocr'))}: "
         f"line crops in memory, 1 process: {rate(memory_n, r['memory_s'])} "
         f"({r['memory_s'] / memory_n * 1000:.1f} ms each, "
         f"{r['memory_cpu'] / memory_n * 1000:.1f} ms CPU); scenes in memory: "
@@ -97,39 +81,15 @@ def report_line(r: dict[str, float], n: int, memory_n: int, scene_n: int) -> str
     )
 
 
-def record(line: str, path: Path) -> None:
-    """Append ``line`` at the end of the ``## Synthetic data`` section of ``path``."""
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    lines = text.rstrip("\n").split("\n")
-    if SECTION not in lines:
-        lines += ["", SECTION, "", line]
-    else:
-        start = lines.index(SECTION) + 1
-        end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-        while end > start and not lines[end - 1].strip():
-            end -= 1
-        lines.insert(end, line)
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def parse(argv: list[str]) -> dict[str, int | bool]:
-    opts: dict[str, int | bool] = dict(DEFAULTS)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in DEFAULTS:
-            raise SystemExit(f"bench_synth: unknown option {arg!r}; known: {', '.join(DEFAULTS)}")
-        opts[key] = value.lower() in ("1", "true", "yes") if key == "record" else int(value)
-    return opts
-
-
 def main(argv: list[str] | None = None) -> str:
-    o = parse(sys.argv[1:] if argv is None else argv)
-    n, memory_n, scene_n = int(o["n"]), int(o["memory_n"]), int(o["scene_n"])
-    r = measure(n, memory_n, scene_n, int(o["seed"]))
-    line = report_line(r, n, memory_n, scene_n)
+    o = bench.parse_options(SynthBench, sys.argv[1:] if argv is None else argv, "bench_synth")
+    if o.quick:
+        o.n, o.memory_n, o.scene_n = 20, 5, 1
+    r = measure(o.n, o.memory_n, o.scene_n, o.seed)
+    line = report_line(r, o.n, o.memory_n, o.scene_n)
     print(line)
-    if o["record"]:
-        record(line, vin_ocr.REPO_ROOT / "docs" / "benchmarks.md")
+    if o.record:
+        bench.record(line, SECTION, o.out or bench.BENCHMARKS_MD)
     return line
 
 

@@ -1,0 +1,290 @@
+"""Inference speed per engine on this machine: ms per image and images/s, batch 1 and batched,
+on synthetic VIN line crops (and scenes for the engines that detect text), plus VLM generation
+with and without the VIN-constrained decoder.
+
+    python scripts/bench_infer.py                        # what `make bench` runs
+    python scripts/bench_infer.py engines=[rapidocr] n=200 batch=32 vlm=[]
+    python scripts/bench_infer.py quick=true record=false
+
+Options are ``key=value`` (:class:`InferBench`; a typo fails naming the key). Engines:
+
+- ``pp_ocr_torch``: the pretrained PP-OCRv6-small recogniser (converted from the rapidocr wheel,
+  VIN head) through :class:`vin_ocr.models.engine.FamilyEngine`, i.e. what a fine-tuned run
+  folder reads with; scenes go through its text detector;
+- ``pp_ocr_onnx``: the same model exported with :func:`vin_ocr.models.pp_ocr.export_onnx` (into a
+  temporary folder) on onnxruntime, greedy CTC decoding; recognition only (no scenes);
+- ``rapidocr``: :class:`vin_ocr.evaluation.engines.RapidOCREngine` (PP-OCRv6 det + rec ONNX);
+- ``tesseract``: :class:`vin_ocr.evaluation.engines.TesseractEngine` (skipped with the reason when
+  the binary is missing); "batched" runs ``threads`` tesseract processes at once.
+
+The VLM rows generate with the tiny random LFM2-VL (``model.tiny=true``; the time is the decoding
+machinery's, not a real model's) under each ``model.decoding`` variant of :data:`VLM_DECODING`.
+Every engine reads the same images, rendered once before timing; one untimed warm-up call first.
+The *exact* column (whole VIN right, line crops) shows each engine read what it was timed on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vin_ocr import bench
+
+SECTION = "## Inference (`scripts/bench_infer.py`)"
+INTRO = (
+    "ms per image and images/s on synthetic VIN line crops (and whole scenes for engines that "
+    "detect text), batch 1 (one image per call) and batched; *exact* is the share of line crops "
+    "read right, as a check that the engine did the work it was timed on."
+)
+#: ``model.decoding`` of each VLM generation variant (vin_ocr.decoding.vlm.VlmDecoding).
+VLM_DECODING: dict[str, dict[str, Any]] = {
+    "unconstrained": {"constrained": False, "check_digit_search": False, "num_beams": 1},
+    "constrained": {"constrained": True, "check_digit_search": False, "num_beams": 1},
+    "constrained_search": {"constrained": True, "check_digit_search": True, "num_beams": 4},
+}
+
+
+@dataclass
+class InferBench:
+    engines: list[str] = field(
+        default_factory=lambda: ["pp_ocr_torch", "pp_ocr_onnx", "rapidocr", "tesseract"]
+    )
+    n: int = 64  # synthetic line crops
+    scenes: int = 4  # synthetic scenes (engines that detect text)
+    batch: int = 16  # batch size of the batched measurement
+    threads: int = 0  # torch / onnxruntime / tesseract threads; 0: every core
+    vlm: list[str] = field(default_factory=lambda: list(VLM_DECODING))  # [] to skip
+    vlm_n: int = 8  # images for each VLM variant
+    quick: bool = False  # tiny PP-OCR, 4 crops, 1 scene (tests)
+    record: bool = True
+    out: str = ""  # the Markdown file to append to; "" = docs/benchmarks.md
+    seed: int = 0
+
+
+@dataclass
+class Row:
+    engine: str
+    images: str  # "line crops" | "scenes"
+    batch: int
+    ms_per_image: float
+    exact: float | None = None
+    note: str = ""
+
+
+def options(argv: list[str]) -> InferBench:
+    o = bench.parse_options(InferBench, argv, "bench_infer")
+    if o.quick:
+        o.n, o.scenes, o.batch, o.vlm_n = 4, 1, 4, 2
+    unknown = sorted(set(o.engines) - set(ENGINES)) + sorted(set(o.vlm) - set(VLM_DECODING))
+    if unknown:
+        known = ", ".join([*ENGINES, *VLM_DECODING])
+        raise SystemExit(f"bench_infer: unknown engine(s) {unknown}; known: {known}")
+    if o.n < 1 or o.batch < 1:
+        raise SystemExit("bench_infer: need n >= 1 and batch >= 1")
+    return o
+
+
+# -- engines -------------------------------------------------------------------------------------
+
+
+def _pp_ocr(o: InferBench) -> tuple[Any, Any]:
+    from vin_ocr.hardware import load_model_cfg, resolve
+    from vin_ocr.models.registry import get_family
+
+    cfg = load_model_cfg("pp_ocr")
+    cfg.tiny = o.quick
+    cfg.predict_batch_size = o.batch
+    family = get_family(cfg.family, cfg)
+    model, _ = family.build(cfg, resolve({"device": "cpu", "dtype": "fp32"}))
+    return family, model.eval()
+
+
+def pp_ocr_torch(o: InferBench, workers: int) -> Any:
+    from vin_ocr.models.engine import FamilyEngine
+
+    family, model = _pp_ocr(o)
+    return FamilyEngine(family, model, name="pp_ocr_torch")
+
+
+class OnnxRecognizer:
+    """An ONNX file from :func:`~vin_ocr.models.pp_ocr.export_onnx` on onnxruntime: the family's
+    preprocessing, the graph, greedy CTC decoding (line crops only)."""
+
+    name = "pp_ocr_onnx"
+
+    def __init__(self, family: Any, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.family = family
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def predict(self, images: Sequence[Any], crops: Sequence[bool] | None = None) -> list[str]:
+        import torch
+
+        from vin_ocr.models.pp_ocr import VIN_CHARSET, greedy_decode
+
+        pixels = self.family.pixel_values(images).numpy()
+        probs = self.session.run(None, {"pixel_values": pixels})[0]
+        return greedy_decode(torch.from_numpy(probs), VIN_CHARSET)
+
+
+def pp_ocr_onnx(o: InferBench, workers: int) -> Any:
+    family, model = _pp_ocr(o)
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        family.export_onnx(model, path)
+        return OnnxRecognizer(family, path, workers)  # the session holds the graph in memory
+
+
+def rapidocr(o: InferBench, workers: int) -> Any:
+    from vin_ocr.evaluation.engines import RapidOCREngine
+
+    return RapidOCREngine(threads=workers, rec_batch_num=o.batch)
+
+
+def tesseract(o: InferBench, workers: int) -> Any:
+    from vin_ocr.evaluation.engines import TesseractEngine
+
+    return TesseractEngine(workers=workers)
+
+
+#: Engine name -> builder(options, threads).
+ENGINES: dict[str, Callable[[InferBench, int], Any]] = {
+    "pp_ocr_torch": pp_ocr_torch,
+    "pp_ocr_onnx": pp_ocr_onnx,
+    "rapidocr": rapidocr,
+    "tesseract": tesseract,
+}
+RECOGNITION_ONLY = {"pp_ocr_onnx"}
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def ms_per_image(engine: Any, images: list, batch: int, crops: bool = True) -> tuple[float, list]:
+    """Milliseconds per image reading ``images`` in chunks of ``batch`` (after one warm-up call),
+    and the texts read."""
+    chunks = [images[i : i + batch] for i in range(0, len(images), batch)]
+    engine.predict(chunks[0], [crops] * len(chunks[0]))  # warm-up
+    texts: list[str] = []
+    start = time.perf_counter()
+    for chunk in chunks:
+        texts += engine.predict(chunk, [crops] * len(chunk))
+    return (time.perf_counter() - start) * 1000 / len(images), texts
+
+
+def exact(texts: Sequence[str], vins: Sequence[str]) -> float:
+    from vin_ocr.vin import normalize
+
+    return sum(normalize(t) == v for t, v in zip(texts, vins, strict=True)) / len(vins)
+
+
+def measure_engine(name: str, o: InferBench, data: dict[str, Any]) -> list[Row]:
+    from vin_ocr.evaluation.engines import EngineUnavailable
+
+    workers = o.threads or os.cpu_count() or 1
+    try:
+        engine = ENGINES[name](o, workers)
+    except EngineUnavailable as err:
+        return [Row(name, "line crops", 1, float("nan"), note=f"skipped: {err}")]
+    crops, vins = data["crops"], data["vins"]
+    rows = []
+    for batch in dict.fromkeys((1, o.batch)):
+        ms, texts = ms_per_image(engine, crops, batch)
+        rows.append(Row(name, "line crops", batch, ms, exact(texts, vins)))
+    if name not in RECOGNITION_ONLY and data["scenes"]:
+        ms, texts = ms_per_image(engine, data["scenes"], 1, crops=False)
+        rows.append(Row(name, "scenes", 1, ms, exact(texts, data["scene_vins"])))
+    return rows
+
+
+def measure_vlm(o: InferBench, data: dict[str, Any]) -> list[Row]:
+    """Tiny LFM2-VL generation under each decoding variant of ``o.vlm``."""
+    from vin_ocr.hardware import load_model_cfg
+    from vin_ocr.models.engine import FamilyEngine
+    from vin_ocr.models.registry import get_family
+
+    rows = []
+    images, vins = data["crops"][: o.vlm_n], data["vins"][: o.vlm_n]
+    for variant in o.vlm:
+        cfg = load_model_cfg("lfm2_vl_450m")
+        cfg.tiny, cfg.do_image_splitting = True, False
+        name = f"tiny lfm2_vl, {variant.replace('_', ' + ')}"
+        if "decoding" not in cfg:
+            rows.append(Row(name, "line crops", 1, float("nan"), note="skipped: no decoding keys"))
+            continue
+        cfg.decoding.update(VLM_DECODING[variant])
+        family = get_family(cfg.family, cfg)
+        model, _ = family.build(cfg, None)
+        engine = FamilyEngine(family, model, name=name)
+        for batch in dict.fromkeys((1, min(o.batch, len(images)))):
+            ms, texts = ms_per_image(engine, images, batch)
+            rows.append(Row(name, "line crops", batch, ms, exact(texts, vins)))
+    return rows
+
+
+def render(o: InferBench) -> dict[str, Any]:
+    from vin_ocr.data.synth import SynthDataset
+
+    lines = SynthDataset(o.n, seed=o.seed, cfg={"kind": "line"})
+    scenes = SynthDataset(o.scenes, seed=o.seed + 1, cfg={"kind": "scene"})
+    crops = [lines.sample(i) for i in range(len(lines))]
+    shots = [scenes.sample(i) for i in range(len(scenes))]
+    return {
+        "crops": [s.load_image() for s in crops],
+        "vins": [s.vin for s in crops],
+        "scenes": [s.load_image() for s in shots],
+        "scene_vins": [s.vin for s in shots],
+    }
+
+
+def entry(rows: list[Row], o: InferBench) -> str:
+    head = (
+        f"- {bench.header(('torch', 'onnxruntime', 'rapidocr', 'transformers', 'vin-ocr'))}: "
+        f"{o.n} synthetic line crops, {o.scenes} scenes, {o.threads or os.cpu_count()} threads"
+        f"{', quick' if o.quick else ''}."
+    )
+    cells = []
+    for r in rows:
+        if r.note:
+            cells.append([r.engine, r.images, r.note, "", "", ""])
+            continue
+        exact_cell = "-" if r.exact is None else f"{100 * r.exact:.0f} %"
+        rate = f"{1000 / r.ms_per_image:.1f}"
+        cells.append([r.engine, r.images, r.batch, f"{r.ms_per_image:.1f}", rate, exact_cell])
+    headers = ["engine", "images", "batch", "ms / image", "images / s", "exact"]
+    return head + "\n\n" + bench.table(headers, cells, indent="  ", left=2)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    o = options(sys.argv[1:] if argv is None else list(argv))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    data = render(o)
+    rows: list[Row] = []
+    for name in o.engines:
+        start = time.perf_counter()
+        rows += measure_engine(name, o, data)
+        print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    if o.vlm:
+        rows += measure_vlm(o, data)
+    text = entry(rows, o)
+    print(text)
+    if o.record:
+        bench.record(text, SECTION, o.out or bench.BENCHMARKS_MD, intro=INTRO)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

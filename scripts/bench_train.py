@@ -1,0 +1,416 @@
+"""Training throughput and peak memory per model family, through vin-ocr's own loop and through a
+plain ``transformers.Trainer`` on the same model, batch and data, measured in the same run.
+
+    python scripts/bench_train.py                           # what `make bench` runs
+    python scripts/bench_train.py models=[lfm2_vl_450m] sizes=[real] batch=2 max_real_params=1e9
+    python scripts/bench_train.py quick=true record=false   # seconds: tiny models, 2 steps
+
+Options are ``key=value`` (:class:`TrainBench`; a typo fails naming the key). Each case (model x
+size x attention) runs in its own process (``isolate=true``) so that its peak memory is its own:
+
+- ``tiny``: the tiny random model of the real architecture (``model.tiny=true``);
+- ``real``: the real-size architecture. PP-OCR is the real pretrained model (offline, from the
+  rapidocr wheel); the VLMs get random weights from their published configs
+  (:mod:`vin_ocr.hardware.catalog`) with the offline character tokenizer. A real-size case is
+  skipped, with the reason, when the preflight estimate does not fit this machine, or on a CPU
+  when the model has more than ``max_real_params`` parameters (LFM2-VL-450M takes about a minute
+  per LoRA step on 2 cores).
+
+The method is the family's default (PP-OCR: full fine-tuning, ``configs/training/pp_ocr.yaml``;
+the VLMs: LoRA, ``configs/training/lora.yaml``); learning rate, weight decay and gradient clipping
+come from the same file for both runners. The ``batch * (warmup + steps)`` synthetic line crops
+are rendered once, before timing, and both runners collate them in the main process
+(``num_workers=0``), so the figure is the training step, not the renderer
+(``scripts/bench_synth.py``). samples/s is over the ``steps`` optimiser steps after ``warmup``.
+On CUDA every case runs in bf16 with sdpa and again with flash-attention 2 (when a real
+``flash_attn`` is installed and the model supports it); peak memory is then the peak allocated
+CUDA memory, on CPU the peak RSS of the whole process (Python and torch included).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vin_ocr import bench
+
+SECTION = "## Training throughput (`scripts/bench_train.py`)"
+INTRO = (
+    "samples/s over the timed optimiser steps, through vin-ocr's loop (`vin_ocr.training.loop.fit`,"
+    " Accelerate) and a plain `transformers.Trainer` on the same model, batch and data, in the "
+    "same run; *loop / Trainer* > 1 means the loop is faster. Random weights for the real-size "
+    "VLMs (speed does not depend on the values)."
+)
+FAMILY_METHOD = {"pp_ocr": "pp_ocr", "lfm2_vl": "lora", "deepseek_ocr2": "lora"}
+
+
+@dataclass
+class TrainBench:
+    models: list[str] = field(
+        default_factory=lambda: ["pp_ocr", "lfm2_vl_450m", "lfm2_5_vl", "deepseek_ocr"]
+    )
+    sizes: list[str] = field(default_factory=lambda: ["tiny", "real"])
+    batch: int = 8
+    warmup: int = 2  # untimed optimiser steps first (at least 1)
+    steps: int = 5  # timed optimiser steps
+    trainer: bool = True  # also run the plain transformers.Trainer baseline
+    max_real_params: float = 1e8  # CPU only: real-size models above this are skipped (too slow)
+    threads: int = 0  # torch threads; 0: torch's default (every core)
+    isolate: bool = True  # each case in its own process
+    quick: bool = False  # tiny models, batch 2, 1 + 2 steps (tests)
+    record: bool = True
+    out: str = ""  # the Markdown file to append to; "" = docs/benchmarks.md
+    seed: int = 0
+    case: str = ""  # internal: run the one case MODEL:SIZE:ATTN and print its JSON
+
+
+def options(argv: list[str]) -> TrainBench:
+    o = bench.parse_options(TrainBench, argv, "bench_train")
+    if o.quick:
+        o.sizes, o.batch, o.warmup, o.steps = ["tiny"], 2, 1, 2
+    if o.warmup < 1 or o.steps < 1:
+        raise SystemExit("bench_train: need warmup >= 1 and steps >= 1")
+    unknown = sorted(set(o.sizes) - {"tiny", "real"})
+    if unknown:
+        raise SystemExit(f"bench_train: unknown size(s) {unknown}; known: tiny, real")
+    return o
+
+
+# -- cases ---------------------------------------------------------------------------------------
+
+
+def hardware(attn: str) -> Any:
+    """CPU: fp32 + sdpa; CUDA: bf16 + ``attn``."""
+    from vin_ocr.hardware import resolve
+
+    return resolve({"device": "auto", "dtype": "auto", "attn_implementation": attn})
+
+
+def attentions(model: str) -> list[str]:
+    """sdpa, plus flash-attention 2 on CUDA when it is installed and the model has it."""
+    import torch
+
+    from vin_ocr.hardware import attn_support, detect_flash_attn, load_model_cfg
+
+    if not torch.cuda.is_available() or model == "pp_ocr":
+        return ["sdpa"]
+    flash = detect_flash_attn().status == "real"
+    if flash and attn_support(load_model_cfg(model)).flash_attention_2:
+        return ["sdpa", "flash_attention_2"]
+    return ["sdpa"]
+
+
+def cases(o: TrainBench) -> list[str]:
+    """``MODEL:SIZE:ATTN`` keys; tiny models once per family (``lfm2_vl_450m`` and ``lfm2_5_vl``
+    share one tiny architecture)."""
+    from vin_ocr.hardware import load_model_cfg
+
+    keys, tiny_families = [], set()
+    for model in o.models:
+        family = load_model_cfg(model).family
+        for size in o.sizes:
+            if size == "tiny":
+                if family in tiny_families:
+                    continue
+                tiny_families.add(family)
+            keys += [f"{model}:{size}:{attn}" for attn in attentions(model)]
+    return keys
+
+
+def training_cfg(family: str, batch: int) -> Any:
+    """The family's default training config (``configs/training/*.yaml``) at ``batch``."""
+    from omegaconf import OmegaConf
+
+    import vin_ocr
+
+    cfg = OmegaConf.load(vin_ocr.CONFIG_DIR / "training" / f"{FAMILY_METHOD[family]}.yaml")
+    cfg.batch_size = batch
+    return cfg
+
+
+def skip_reason(model_cfg: Any, train_cfg: Any, hw: Any, max_real_params: float) -> str | None:
+    """Why a real-size case should not run here (None: it runs)."""
+    from vin_ocr.hardware import TrainingSpec, estimate, model_spec
+
+    spec = model_spec(model_cfg)
+    est = estimate(spec, TrainingSpec.from_cfg(train_cfg), hw, ways_out=False)
+    if not est.ok:
+        why = "; ".join(est.blockers) or f"{est.total_gb:.1f} GiB of {est.available_gb:.1f}"
+        return f"preflight: {est.verdict} ({why})"
+    if hw.device == "cpu" and spec.params > max_real_params:
+        return (
+            f"{spec.params / 1e6:,.0f} M parameters > max_real_params={max_real_params:.0e} "
+            "on CPU (minutes per step); raise max_real_params to run it"
+        )
+    return None
+
+
+def real_size_vlm(model_cfg: Any, processor: Any, hw: Any) -> Any:
+    """The real-size architecture of a VLM with random weights, its token ids set to those of the
+    offline ``processor``'s tokenizer."""
+    import torch
+
+    tok = processor.tokenizer
+    if model_cfg.family == "lfm2_vl":
+        from transformers import Lfm2VlForConditionalGeneration as cls
+
+        from vin_ocr.hardware.catalog import lfm2_vl_config
+        from vin_ocr.models.lfm2_vl import attn_implementation_map
+
+        config = lfm2_vl_config(model_cfg.checkpoint)
+        attn: Any = attn_implementation_map(hw.attn_implementation)
+    else:
+        from transformers import DeepseekOcr2ForConditionalGeneration as cls
+
+        from vin_ocr.hardware.catalog import deepseek_ocr2_config
+
+        config = deepseek_ocr2_config()
+        attn = "sdpa" if hw.attn_implementation == "flash_attention_2" else hw.attn_implementation
+    config.image_token_id = tok.convert_tokens_to_ids("<image>")
+    for key in ("pad", "bos", "eos"):
+        setattr(config.text_config, f"{key}_token_id", getattr(tok, f"{key}_token_id"))
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hw.dtype, torch.float32)
+    with torch.device(hw.device):
+        model = cls._from_config(config, attn_implementation=attn, dtype=dtype)
+    for key in ("pad", "bos", "eos"):
+        setattr(model.generation_config, f"{key}_token_id", getattr(tok, f"{key}_token_id"))
+    return model
+
+
+def build(model: str, size: str, hw: Any, train_cfg: Any) -> tuple[Any, Any]:
+    """(family, model ready to train: LoRA applied for the VLMs)."""
+    from vin_ocr.hardware import load_model_cfg
+    from vin_ocr.models.registry import get_family
+
+    cfg = load_model_cfg(model)
+    if "do_image_splitting" in cfg:
+        cfg.do_image_splitting = False  # VIN crops are small; tiles would differ tiny vs real
+    if "tiny" in cfg:
+        cfg.tiny = size == "tiny" or cfg.family != "pp_ocr"  # VLM processors come from tiny
+    family = get_family(cfg.family, cfg)
+    net, processor = family.build(cfg, hw)
+    if size == "real" and cfg.family != "pp_ocr":
+        del net
+        net = real_size_vlm(cfg, processor, hw)
+    if train_cfg.method == "lora":
+        from vin_ocr.models.lora import apply_lora
+
+        net = apply_lora(net, family.lora_settings(train_cfg.get("lora"), cfg.get("lora") or {}))
+    return family, net
+
+
+def run_loop(family: Any, net: Any, data: list, o: TrainBench, hw: Any, train_cfg: Any) -> float:
+    """samples/s of ``fit`` over the timed steps (stamps from its per-step log callback)."""
+    from accelerate import Accelerator
+    from omegaconf import OmegaConf
+
+    from vin_ocr.training.hf_finetune import MIXED_PRECISION
+    from vin_ocr.training.loop import LoopConfig, fit
+
+    cfg = LoopConfig.from_mapping(OmegaConf.to_container(train_cfg, resolve=True))  # type: ignore[arg-type]
+    total = o.warmup + o.steps
+    cfg.max_steps, cfg.stop_after = total + 1, total  # stop before the final checkpoint
+    cfg.batch_size, cfg.gradient_accumulation_steps, cfg.warmup_steps = o.batch, 1, 0
+    cfg.eval_every, cfg.save_every, cfg.log_every, cfg.num_workers = 0, 0, 1, 0
+    cfg.seed = o.seed
+    accelerator = Accelerator(
+        cpu=hw.device == "cpu", mixed_precision=MIXED_PRECISION.get(hw.dtype, "no")
+    )
+    stamps: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
+        fit(family, net, data, [], cfg, Path(tmp), accelerator,
+            on_log=lambda _values, _step: stamps.append(time.perf_counter()))  # fmt: skip
+    return _rate(stamps, o)
+
+
+def run_trainer(family: Any, net: Any, data: list, o: TrainBench, hw: Any, train_cfg: Any) -> float:
+    """samples/s of a plain ``transformers.Trainer`` (its loss: the family's) over the timed
+    steps."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    stamps: list[float] = []
+
+    class Stamp(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            stamps.append(time.perf_counter())
+
+    class FamilyLossTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+            loss = family.loss(model, inputs)
+            return (loss, None) if return_outputs else loss
+
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=o.batch,
+            max_steps=o.warmup + o.steps,
+            learning_rate=float(train_cfg.learning_rate),
+            weight_decay=float(train_cfg.weight_decay),
+            max_grad_norm=float(train_cfg.max_grad_norm),
+            lr_scheduler_type="cosine",
+            optim="adamw_torch",  # the loop's torch.optim.AdamW
+            use_cpu=hw.device == "cpu",
+            bf16=hw.dtype == "bf16",
+            fp16=hw.dtype == "fp16",
+            dataloader_num_workers=0,
+            dataloader_drop_last=True,
+            remove_unused_columns=False,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            seed=o.seed,
+        )
+        trainer = FamilyLossTrainer(
+            model=net, args=args, train_dataset=data, data_collator=family.collate,
+            callbacks=[Stamp()],
+        )  # fmt: skip
+        trainer.train()
+    return _rate(stamps, o)
+
+
+def _rate(stamps: list[float], o: TrainBench) -> float:
+    if len(stamps) < o.warmup + o.steps:
+        raise RuntimeError(f"{len(stamps)} steps ran, {o.warmup + o.steps} expected")
+    return o.steps * o.batch / (stamps[o.warmup + o.steps - 1] - stamps[o.warmup - 1])
+
+
+def run_case(o: TrainBench, key: str) -> dict[str, Any]:
+    """Measure one case: ``{"case", "params", "trainable", "loop": {...}, "trainer": {...}}`` or
+    ``{"case", "skipped": reason}``."""
+    import torch
+
+    from vin_ocr.data.synth import SynthDataset
+    from vin_ocr.hardware import load_model_cfg
+
+    model, size, attn = key.split(":")
+    hw = hardware(attn)
+    model_cfg = load_model_cfg(model)
+    train_cfg = training_cfg(model_cfg.family, o.batch)
+    out: dict[str, Any] = {"case": key, "device": hw.device, "dtype": hw.dtype, "attn": attn}
+    out["method"] = train_cfg.method
+    synth = SynthDataset(o.batch * (o.warmup + o.steps), seed=o.seed, cfg={"kind": "line"})
+    data = [synth.sample(i) for i in range(len(synth))]  # rendered once, outside the timing
+    runners = {"loop": run_loop, "trainer": run_trainer} if o.trainer else {"loop": run_loop}
+    for name, runner in runners.items():
+        gc.collect()
+        bench.reset_peak_memory(hw.device)
+        torch.manual_seed(o.seed)
+        family, net = build(model, size, hw, train_cfg)
+        out["params"] = sum(p.numel() for p in net.parameters())
+        out["trainable"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        rate = runner(family, net, data, o, hw, train_cfg)
+        out[name] = {"samples_per_s": rate, "peak_gib": bench.peak_memory_gib(hw.device)}
+        del family, net
+    return out
+
+
+def skipped(o: TrainBench, key: str) -> dict[str, Any] | None:
+    """The result of a real-size case that should not run here (with the reason), else None."""
+    from vin_ocr.hardware import load_model_cfg
+
+    model, size, attn = key.split(":")
+    if size != "real":
+        return None
+    hw = hardware(attn)
+    model_cfg = load_model_cfg(model)
+    train_cfg = training_cfg(model_cfg.family, o.batch)
+    reason = skip_reason(model_cfg, train_cfg, hw, o.max_real_params)
+    if reason is None:
+        return None
+    return {"case": key, "device": hw.device, "method": train_cfg.method, "skipped": reason}
+
+
+def run_isolated(key: str, argv: list[str]) -> dict[str, Any]:
+    """``run_case`` in a child process (its own peak memory; all memory returned after)."""
+    args = [a for a in argv if not a.startswith("case=")]
+    proc = subprocess.run(
+        [sys.executable, __file__, *args, f"case={key}"], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit {proc.returncode}"]
+        return {"case": key, "failed": lines[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def safe_case(o: TrainBench, key: str) -> dict[str, Any]:
+    try:
+        return run_case(o, key)
+    except Exception as err:  # one failing case must not lose the others' figures
+        traceback.print_exc()
+        return {"case": key, "failed": f"{type(err).__name__}: {err}".splitlines()[0]}
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def entry(results: list[dict[str, Any]], o: TrainBench) -> str:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    peak = "peak allocated CUDA memory" if device == "cuda" else "peak RSS of the process"
+    rows = []
+    for r in results:
+        model, size, _ = r["case"].split(":")
+        if "skipped" in r or "failed" in r:
+            why = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
+            rows.append([model, size, why, "", "", "", "", "", ""])
+            continue
+        loop, trainer = r["loop"], r.get("trainer")
+        rows.append([
+            model,
+            size,
+            f"{r['params'] / 1e6:,.2f} M ({r['method']}, {r['trainable'] / 1e6:,.2f} M trained)",
+            f"{r['dtype']}, {r['attn']}" if r["device"] == "cuda" else r["dtype"],
+            f"{loop['samples_per_s']:.1f}",
+            f"{loop['peak_gib']:.2f}",
+            f"{trainer['samples_per_s']:.1f}" if trainer else "-",
+            f"{trainer['peak_gib']:.2f}" if trainer else "-",
+            f"{loop['samples_per_s'] / trainer['samples_per_s']:.2f}" if trainer else "-",
+        ])  # fmt: skip
+    head = (
+        f"- {bench.header(('torch', 'transformers', 'accelerate', 'peft', 'vin-ocr'))}: "
+        f"batch {o.batch}, {o.warmup} warm-up + {o.steps} timed steps, memory = {peak}"
+        f"{', quick' if o.quick else ''}."
+    )
+    headers = ["model", "size", "parameters", "precision", "loop samples/s", "loop GiB",
+               "Trainer samples/s", "Trainer GiB", "loop / Trainer"]  # fmt: skip
+    return head + "\n\n" + bench.table(headers, rows, indent="  ", left=4)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    o = options(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    if o.case:
+        print(json.dumps(run_case(o, o.case)))
+        return []
+    results = []
+    for key in cases(o):
+        start = time.perf_counter()
+        r = skipped(o, key) or (run_isolated(key, argv) if o.isolate else safe_case(o, key))
+        print(json.dumps(r), f"({time.perf_counter() - start:.0f} s)", flush=True)
+        results.append(r)
+    text = entry(results, o)
+    print(text)
+    if o.record:
+        bench.record(text, SECTION, o.out or bench.BENCHMARKS_MD, intro=INTRO)
+    return results
+
+
+if __name__ == "__main__":
+    main()
