@@ -20,3 +20,15 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run as fast on one intra-op thread, and far faster when other jobs share
+    the CPU: a test module opts in with pytestmark = pytest.mark.usefixtures("one_thread")."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -28,14 +28,7 @@ def script(name: str) -> ModuleType:
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # -- vin_ocr.bench -------------------------------------------------------------------------------

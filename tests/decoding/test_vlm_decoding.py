@@ -8,7 +8,6 @@ random models and character tokenizers.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -37,12 +36,7 @@ from vin_ocr.vin import (
 PROMPTS = ["VIN?", "What is the VIN in this image? Answer with the 17 characters only."]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def bpe_tokenizer(style: str) -> object:

@@ -36,15 +36,10 @@ EOS = "<｜end▁of▁sentence｜>"
 
 
 # PEFT 0.21 calls a transformers 5 method that warns about its own deprecation.
-pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning"),
+]
 
 
 def build(seed: int = 0, cfg=None):
@@ -182,9 +177,8 @@ def test_lora_target_parameters_reach_the_moe_experts(tmp_path):
     family.settings.lora = {"target_parameters": EXPERT_PARAMETERS}
     with pytest.raises(ValueError, match="dropout: 0"):
         apply_lora(model, family.lora_settings())
-    family.settings.lora = {"target_parameters": EXPERT_PARAMETERS, "dropout": 0.0}
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
-    peft_model = apply_lora(model, family.lora_settings())
+    peft_model = apply_lora(model, family.lora_settings({"dropout": 0.0}))  # training.lora
     expert_adapters = {
         n: p.detach().clone()
         for n, p in peft_model.named_parameters()

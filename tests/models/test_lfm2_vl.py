@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 import vin_ocr
 from vin_ocr.data import Sample
-from vin_ocr.models.lfm2_vl import Lfm2Vl, Lfm2VlSettings, attn_implementation_map
+from vin_ocr.models.lfm2_vl import LORA_TARGETS, Lfm2Vl, Lfm2VlSettings, attn_implementation_map
 from vin_ocr.models.lora import apply_lora, load_adapter, lora_module_names, merge_lora
 from vin_ocr.models.tiny import LFM2_CHAT_TEMPLATE, text_image
 from vin_ocr.models.vlm import IGNORE_INDEX, ModelLoadError, settings_from
@@ -29,16 +29,10 @@ TINY = {"tiny": True, "min_image_tokens": 8, "max_image_tokens": 16}
 
 
 # PEFT 0.21 calls a transformers 5 method that warns about its own deprecation.
-pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models run faster on one thread, and far faster when other jobs share the CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning"),
+]
 
 
 def build(seed: int = 0, cfg: dict | None = None, hardware=None):
@@ -227,6 +221,6 @@ def test_model_configs_build_tiny(name):
     assert settings.family == "lfm2_vl" and settings.checkpoint.startswith("LiquidAI/")
     assert 64 <= settings.min_image_tokens <= settings.max_image_tokens <= 256
     family, _, _ = build(cfg=OmegaConf.merge(cfg, TINY))
-    assert family.lora_settings().r == cfg.lora.r
+    assert family.lora_settings().target_modules == LORA_TARGETS  # model.lora: targets only
     with pytest.raises(ValueError, match="max_image_token"):
         settings_from(Lfm2VlSettings, OmegaConf.merge(cfg, {"max_image_token": 9}), "lfm2_vl")

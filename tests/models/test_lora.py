@@ -125,8 +125,9 @@ def test_qlora_on_cpu_fails_before_loading_anything():
 def test_lora_settings_layers_and_all_linear():
     from omegaconf import OmegaConf
 
-    family = Lfm2Vl()
-    family.settings.lora = {"r": 8, "alpha": 16}
+    family = Lfm2Vl()  # training.lora (the argument) over model.lora (settings) over the family
     settings = family.lora_settings(OmegaConf.create({"r": 4, "target_modules": "all-linear"}))
-    assert (settings.r, settings.alpha, settings.target_modules) == (4, 16, LORA_TARGETS)
-    assert family.lora_settings({"target_modules": ["w1"]}).target_modules == ["w1"]
+    assert (settings.r, settings.alpha, settings.target_modules) == (4, 32, LORA_TARGETS)
+    family.settings.lora = {"target_modules": ["w1"]}
+    assert family.lora_settings({"target_modules": "all-linear"}).target_modules == ["w1"]
+    assert family.lora_settings({"target_modules": ["w2"]}).target_modules == ["w2"]

@@ -30,13 +30,7 @@ FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSansMono.ttf"
 LABELS = ["1M8GD", "KP042", "WVWZZ", "XW000", "LSGJA", "7H012", "5YJ3E", "F3170"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: one intra-op thread is as fast, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def render(text: str, size: int = 30) -> Image.Image:
@@ -196,7 +190,7 @@ def test_lora_option_trains_adapters_and_the_head():
     family, model = tiny_family(finetune="lora", lora={"r": 4, "alpha": 8, "dropout": 0.0})
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any("lora_A" in n for n in trainable)
-    assert any(n.endswith("head.head.weight") for n in trainable)
+    assert any("head.head.modules_to_save" in n for n in trainable)  # saved with the adapter
     assert not any("stem1.convolution.weight" in n for n in trainable)
     batch = family.collate(samples()[:4])
     lora_b = next(p for n, p in model.named_parameters() if "lora_B" in n)
@@ -207,6 +201,32 @@ def test_lora_option_trains_adapters_and_the_head():
     optimizer.step()
     assert not torch.equal(before, lora_b)
     assert len(family.predict(model, [s.pixels for s in samples()[:2]])) == 2
+
+
+def test_lora_adapter_alone_carries_the_trained_head(tmp_path):
+    """The classifier trains fully under LoRA; saved with the adapter (modules_to_save), the
+    adapter alone on a fresh base gives the trained model's outputs, and so does its merge."""
+    from vin_ocr.models.lora import load_adapter, merge_lora
+
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0}
+    torch.manual_seed(0)
+    family, model = tiny_family(finetune="lora", lora=lora)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:  # adapters and the head: as if trained
+                param.add_(torch.randn_like(param) * 0.3)
+    model.save_pretrained(tmp_path / "adapter")
+    torch.manual_seed(0)
+    _, base = tiny_family()  # the same random base, no adapter
+    pixels = preprocess([s.pixels for s in samples()[:2]], min_width=64)
+    with torch.no_grad():
+        want = family.vin_logits(model.eval(), pixels)
+        untrained = family.vin_logits(base.eval(), pixels)
+        got = family.vin_logits(load_adapter(base, tmp_path / "adapter").eval(), pixels)
+        merged = family.vin_logits(merge_lora(model).eval(), pixels)
+    assert not torch.allclose(untrained, want, atol=1e-3)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(merged, want, atol=1e-4)
 
 
 def test_converted_model_reads_a_vin_zero_shot():

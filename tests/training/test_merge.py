@@ -27,7 +27,10 @@ from vin_ocr.training.merge import (
     verify_merge,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning"),
+]
 
 MODEL = {
     "name": "lfm2_vl_450m",
@@ -41,14 +44,6 @@ MODEL = {
     "quantization": "none",
 }
 INFO = {"family": "lfm2_vl", "model": MODEL, "seed": 0, "metrics": {}, "hardware": {}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vin_ocr.models.lora import LoraSettings, lora_settings_for, quantization_config
+from vin_ocr.models.lora import quantization_config
 from vin_ocr.models.vlm import (
     ModelLoadError,
     PromptedVlm,
@@ -89,6 +89,8 @@ class DeepseekOcrSettings:
     max_new_tokens: int = 24
     quantization: str = "none"  # none | 4bit (QLoRA, CUDA + bitsandbytes)
     lora: dict[str, Any] = field(default_factory=dict)
+    #: Answer generation (:class:`vin_ocr.decoding.vlm.VlmDecoding`): constrained, search.
+    decoding: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.crop_mode and self.base_size != self.image_size:
@@ -104,6 +106,7 @@ class DeepseekOcr2(PromptedVlm):
     """The ``deepseek_ocr2`` family (see :class:`vin_ocr.models.base.ModelFamily`)."""
 
     name = "deepseek_ocr2"
+    lora_targets = LORA_TARGETS
     prompt = PROMPT
 
     def __init__(self) -> None:
@@ -135,12 +138,6 @@ class DeepseekOcr2(PromptedVlm):
             model, processor = _load_v2(s, place.device, place.dtype, attn, quant)
         self.processor = processor
         return model, processor
-
-    def lora_settings(self, overrides: Mapping[str, Any] | None = None) -> LoraSettings:
-        """LoRA for this model: ``overrides`` (e.g. ``training.lora``) over the model config's
-        ``lora`` over the scoped defaults; ``target_modules: all-linear`` means
-        :data:`LORA_TARGETS`."""
-        return lora_settings_for(LORA_TARGETS, self.settings.lora, overrides)
 
     def _prompts(self, images: Sequence[Image]) -> Any:
         proc = self._need_processor()

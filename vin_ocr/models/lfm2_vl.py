@@ -17,13 +17,13 @@ Attention: LFM2 supports flash-attention 2, the SigLIP2 vision tower does not, s
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vin_ocr.models.lora import LoraSettings, lora_settings_for, quantization_config
+from vin_ocr.models.lora import quantization_config
 from vin_ocr.models.vlm import (
     ModelLoadError,
     PromptedVlm,
@@ -63,6 +63,8 @@ class Lfm2VlSettings:
     max_new_tokens: int = 24
     quantization: str = "none"  # none | 4bit (QLoRA, CUDA + bitsandbytes)
     lora: dict[str, Any] = field(default_factory=dict)
+    #: Answer generation (:class:`vin_ocr.decoding.vlm.VlmDecoding`): constrained, search.
+    decoding: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_image_tokens <= self.max_image_tokens:
@@ -82,6 +84,7 @@ class Lfm2Vl(PromptedVlm):
     """The ``lfm2_vl`` family (see :class:`vin_ocr.models.base.ModelFamily`)."""
 
     name = "lfm2_vl"
+    lora_targets = LORA_TARGETS
     prompt = PROMPT
 
     def __init__(self) -> None:
@@ -110,12 +113,6 @@ class Lfm2Vl(PromptedVlm):
             model, processor = _load(s, place.device, place.dtype, attn, quant)
         self.processor = processor
         return model, processor
-
-    def lora_settings(self, overrides: Mapping[str, Any] | None = None) -> LoraSettings:
-        """LoRA for this model: ``overrides`` (e.g. ``training.lora``) over the model config's
-        ``lora`` over the scoped defaults; ``target_modules: all-linear`` means
-        :data:`LORA_TARGETS`."""
-        return lora_settings_for(LORA_TARGETS, self.settings.lora, overrides)
 
     # -- data ----------------------------------------------------------------------------------
     def _prompts(self, images: Sequence[Image]) -> Any:

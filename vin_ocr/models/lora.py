@@ -6,6 +6,11 @@ therefore gives its default targets as a regular expression over the full module
 language model (PEFT matches a string ``target_modules`` with ``re.fullmatch``), and
 :func:`apply_lora` refuses any adapter that still lands under a frozen prefix.
 
+Where the settings live (:func:`resolve_lora`): ``training.lora`` holds ``r``, ``alpha``,
+``dropout`` (and may override the targets); ``model.lora`` holds the architecture's
+``target_modules`` / ``target_parameters`` / ``scope`` / ``frozen_prefixes``, defaulting to the
+family's constants. A key in the wrong place fails naming the key and its home.
+
 MoE experts (DeepSeek-OCR-2) are 3-D parameters, not ``nn.Linear`` modules, so ``target_modules``
 cannot reach them; PEFT's ``target_parameters`` can (PEFT >= 0.17), at a cost of ``r`` per expert.
 
@@ -30,7 +35,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoraSettings:
-    """What ``model.lora`` in a model YAML holds (every key optional)."""
+    """Resolved LoRA settings (:func:`resolve_lora` builds them from the two config layers)."""
 
     r: int = 16
     alpha: int = 32
@@ -44,6 +49,9 @@ class LoraSettings:
     scope: str = "model.language_model"
     #: Prefixes no adapter may land under (the vision tower: frozen, adapters refused there).
     frozen_prefixes: list[str] = field(default_factory=lambda: ["model.vision_tower"])
+    #: Modules trained fully beside the adapters and saved with them (PEFT ``modules_to_save``),
+    #: e.g. a new classifier head; empty = none.
+    modules_to_save: list[str] = field(default_factory=list)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> LoraSettings:
@@ -52,23 +60,59 @@ class LoraSettings:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown LoRA setting(s) {unknown}; known: {sorted(names)}")
-        for key in ("target_modules", "target_parameters", "frozen_prefixes"):
+        for key in ("target_modules", "target_parameters", "frozen_prefixes", "modules_to_save"):
             if values.get(key) is not None and not isinstance(values[key], str):
                 values[key] = list(values[key])  # OmegaConf ListConfig -> list
         return cls(**values)
 
 
-def lora_settings_for(default_targets: str, *layers: Mapping[str, Any] | None) -> LoraSettings:
-    """Merge setting layers (later wins) over ``default_targets``. ``target_modules`` of
-    ``"all-linear"`` or null means the family's default: PEFT's own ``all-linear`` would also
-    adapt the vision tower."""
-    values: dict[str, Any] = {}
-    for layer in layers:
-        if layer is not None:
-            values.update(_plain(layer))
-    if values.get("target_modules") in (None, "all-linear"):
-        values["target_modules"] = default_targets
+#: ``training.lora``: how large and how strong the adapters are, and optionally where
+#: (``target_modules`` / ``target_parameters`` there override the model's when set).
+TRAINING_KEYS = ("r", "alpha", "dropout", "target_modules", "target_parameters")
+#: ``model.lora``: where adapters go on this architecture (the family's defaults when unset).
+MODEL_KEYS = ("target_modules", "target_parameters", "scope", "frozen_prefixes", "modules_to_save")
+
+
+def resolve_lora(
+    defaults: Mapping[str, Any],
+    model: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> LoraSettings:
+    """The one LoRA rule: ``r``/``alpha``/``dropout`` come from ``training.lora`` (else
+    :class:`LoraSettings`' defaults); the targets from ``training.lora`` when set there, else
+    from ``model.lora``, else from the family's ``defaults``. A key that is ``null`` is unset, and
+    so is ``target_modules: all-linear``: it means the family's own "every linear layer of the
+    language model" (PEFT's ``all-linear`` would also adapt the vision tower).
+
+    A key outside :data:`TRAINING_KEYS` / :data:`MODEL_KEYS` fails naming it.
+
+    >>> s = resolve_lora({"target_modules": "x"}, {"target_modules": ["w1"]}, {"r": 4})
+    >>> s.r, s.alpha, s.target_modules
+    (4, 32, ['w1'])
+    """
+    values = dict(defaults)
+    for where, layer, allowed in (
+        ("model.lora", model, MODEL_KEYS),
+        ("training.lora", training, TRAINING_KEYS),
+    ):
+        layer = _plain(layer) if layer is not None else {}
+        unknown = sorted(set(layer) - set(allowed))
+        if unknown:
+            key = unknown[0]
+            raise ValueError(f"{where}.{key}: not a {where} key ({_belongs(key, where)})")
+        for key, value in layer.items():
+            if value is not None and not (key == "target_modules" and value == "all-linear"):
+                values[key] = value
     return LoraSettings.from_mapping(values)
+
+
+def _belongs(key: str, where: str) -> str:
+    if where == "model.lora" and key in TRAINING_KEYS:
+        return f"rank, alpha and dropout are training settings: set training.lora.{key}"
+    if where == "training.lora" and key in MODEL_KEYS:
+        return f"it describes the architecture: set model.lora.{key}"
+    known = MODEL_KEYS if where == "model.lora" else TRAINING_KEYS
+    return f"known: {', '.join(known)}"
 
 
 def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,6 +162,7 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings) -> Any:
         lora_dropout=settings.dropout,
         target_modules=pattern,
         target_parameters=list(settings.target_parameters) or None,
+        modules_to_save=list(settings.modules_to_save) or None,
         bias="none",
     )
     try:
@@ -147,9 +192,16 @@ def lora_module_names(model: torch.nn.Module) -> list[str]:
     return names
 
 
-def load_adapter(model: torch.nn.Module, path: str | Path, *, trainable: bool = False) -> Any:
+def load_adapter(
+    model: torch.nn.Module,
+    path: str | Path,
+    *,
+    trainable: bool = False,
+    adapter_name: str = "default",
+) -> Any:
     """Put the LoRA adapter saved (``save_pretrained``) in ``path`` on ``model``; every saved
-    tensor must land, or ``ValueError`` says which did not.
+    tensor must land, or ``ValueError`` says which did not. If ``model`` is already a
+    ``PeftModel`` the adapter is added beside the others as ``adapter_name`` (to combine them).
 
     Not ``PeftModel.from_pretrained``: with transformers 5.23 / PEFT 0.21 it runs the
     checkpoint-format conversion of the base model on the adapter's keys, and DeepSeek-OCR-2's
@@ -165,12 +217,21 @@ def load_adapter(model: torch.nn.Module, path: str | Path, *, trainable: bool = 
         raise FileNotFoundError(f"no adapter_model.safetensors in {path}")
     config = PeftConfig.from_pretrained(str(path))
     config.inference_mode = not trainable
-    peft_model = get_peft_model(model, config)
-    adapter = peft_model.active_adapter
+    if hasattr(model, "peft_config"):  # already a PeftModel: one more named adapter
+        model.add_adapter(adapter_name, config)
+        peft_model = model
+    else:
+        peft_model = get_peft_model(model, config, adapter_name=adapter_name)
     saved = load_file(str(weights))
-    state = {_ADAPTER_SLOT.sub(rf".\1.{adapter}.", key): value for key, value in saved.items()}
+    slot = rf".\1.{adapter_name}."
+    state = {_ADAPTER_SLOT.sub(slot, key): value for key, value in saved.items()}
+    for name in config.modules_to_save or ():  # fully trained modules: "<m>.weight" as saved
+        whole = re.compile(rf"(^|\.){re.escape(name)}\.(?!modules_to_save\.)")
+        held = rf"\g<1>{name}.modules_to_save.{adapter_name}."
+        state = {whole.sub(held, key): value for key, value in state.items()}
     result = peft_model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if ".lora_" in k]
+    mine = re.compile(rf"\.(lora_\w+|modules_to_save)\.{re.escape(adapter_name)}\.")
+    missing = [k for k in result.missing_keys if mine.search(k)]
     if result.unexpected_keys or missing:
         raise ValueError(
             f"adapter {path} does not fit the model: unexpected {result.unexpected_keys[:3]}, "
@@ -183,8 +244,25 @@ def load_adapter(model: torch.nn.Module, path: str | Path, *, trainable: bool = 
 _ADAPTER_SLOT = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)\.")
 
 
+def is_quantized(model: torch.nn.Module) -> bool:
+    """Whether ``model`` (or the base under a ``PeftModel``) holds 4-/8-bit (bitsandbytes)
+    weights."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+        return True
+    return any(type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in base.modules())
+
+
 def merge_lora(peft_model: Any) -> torch.nn.Module:
-    """Fold the adapters into the base weights (``merge_and_unload``) and return the plain model."""
+    """Fold the active adapter into the base weights (``merge_and_unload``) and return the plain
+    model. A quantised base is refused: merging into 4-bit weights rounds the adapter's update
+    away; reload the base in 16-bit first (:func:`vin_ocr.training.merge.merge_verified` does)."""
+    if is_quantized(peft_model):
+        raise ValueError(
+            "refusing to merge a LoRA adapter into 4-bit/8-bit weights (the update would be "
+            "rounded away): reload the base in 16-bit and merge there, e.g. "
+            "python -m vin_ocr.training.merge run=RUN_DIR"
+        )
     return peft_model.merge_and_unload()
 
 

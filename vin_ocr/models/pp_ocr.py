@@ -93,6 +93,14 @@ DEFAULT_LORA_TARGETS = (
     r"(head\.encoder\..*\.(qkv|projection|fc1|fc2))"
     r"|(model\.backbone\..*\.channel_conv[12]\.convolution)"
 )
+#: LoRA defaults: adapters on the targets above; the (new) classifier trains fully and is saved
+#: with the adapter (``modules_to_save``), so an adapter alone rebuilds the trained model.
+LORA_DEFAULTS: dict[str, Any] = {
+    "target_modules": DEFAULT_LORA_TARGETS,
+    "frozen_prefixes": [],
+    "scope": "model",
+    "modules_to_save": ["head.head"],
+}
 
 
 @dataclass
@@ -389,19 +397,14 @@ class PPOCRFamily:
         ``finetune: lora`` (training puts the resolved settings in ``model.lora``)."""
         from vin_ocr.models.lora import resolve_lora
 
-        defaults = {"target_modules": DEFAULT_LORA_TARGETS, "frozen_prefixes": [], "scope": "model"}
         model = self.settings.lora if model is None else model
-        return resolve_lora(defaults, model, training)
+        return resolve_lora(LORA_DEFAULTS, model, training)
 
     def _lora(self, model: nn.Module) -> nn.Module:
         from vin_ocr.models.lora import LoraSettings, apply_lora
 
-        values = {"target_modules": DEFAULT_LORA_TARGETS, "frozen_prefixes": [], "scope": "model"}
-        values.update(self.settings.lora or {})
-        peft_model = apply_lora(model, LoraSettings.from_mapping(values))
-        for param in _base(peft_model).head.head.parameters():  # the (new) classifier trains fully
-            param.requires_grad_(True)
-        return peft_model
+        values = {**LORA_DEFAULTS, **(self.settings.lora or {})}
+        return apply_lora(model, LoraSettings.from_mapping(values))
 
     # -- batches ---------------------------------------------------------------------------------
 

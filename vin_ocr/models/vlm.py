@@ -160,7 +160,19 @@ class PromptedVlm:
     name: str
     settings: Any
     processor: Any
+    lora_targets: str  # the family's default target_modules: the language model's linears
     _vin_tokens: tuple[Any, VinTokens] | None = None
+
+    def lora_settings(
+        self, training: Mapping[str, Any] | None = None, model: Mapping[str, Any] | None = None
+    ) -> Any:
+        """LoRA for this model (:func:`~vin_ocr.models.lora.resolve_lora`): ``training`` is
+        ``training.lora``, ``model`` the model config's ``lora`` (default: this family's); the
+        targets default to :attr:`lora_targets`."""
+        from vin_ocr.models.lora import resolve_lora
+
+        model = self.settings.lora if model is None else model
+        return resolve_lora({"target_modules": self.lora_targets}, model, training)
 
     def _prompts(self, images: Sequence[Any]) -> Any:
         raise NotImplementedError

@@ -7,6 +7,7 @@ evaluates before and after, and leaves in its run folder (``runs/<date>/<time>_<
     model/            the fine-tuned weights + processor (save_pretrained layout)
     model.onnx        the ONNX export (PP-OCR), checked against torch
     eval/<set>/       the harness's report (report.json, report.md, predictions, chart) per test set
+    eval_baseline/    the same reports of the pretrained model, before training
     README.md         the model card
     run.json          family, resolved config, hardware, metrics (what engine=checkpoint reads)
     checkpoints/      resumable state (training.resume=auto)
@@ -28,7 +29,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import vin_ocr.hardware  # registers the hardware schema for Hydra
 from vin_ocr.data.sample import atomic_write_text, read_manifest
 from vin_ocr.models.engine import MODEL_DIR, RUN_FILE, FamilyEngine
 from vin_ocr.training.data import build_datasets, test_manifest
+from vin_ocr.training.loggers import build_logger, worst_predictions
 from vin_ocr.training.loop import LoopConfig, fit
 
 log = logging.getLogger(__name__)
@@ -80,17 +82,17 @@ def _run_dir(accelerator: Any, cfg: DictConfig) -> Path:
     return run_dir
 
 
-def save_model(model: Any, processor: Any, out: Path) -> Path:
-    """Save ``model`` (a PEFT model: merged weights, plus its adapter in ``adapter/``) and its
-    processor in ``save_pretrained`` layout, through a temporary folder renamed when complete."""
+def save_model(model: Any, processor: Any, out: Path, merged: Any = None) -> Path:
+    """Save ``model`` and its processor in ``save_pretrained`` layout, through a temporary folder
+    renamed when complete. A PEFT model is saved as its adapter in ``adapter/``, plus ``merged``
+    (its verified merge, :func:`vin_ocr.training.merge.merge_verified`) as the weights if given."""
     out = Path(out)
     tmp = out.with_name(f".tmp_{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    if hasattr(model, "merge_and_unload"):  # PEFT
-        import copy
-
+    if hasattr(model, "peft_config"):  # PEFT
         model.save_pretrained(tmp / "adapter")
-        copy.deepcopy(model).merge_and_unload().save_pretrained(tmp)
+        if merged is not None:
+            merged.save_pretrained(tmp)
     else:
         model.save_pretrained(tmp)
     if processor is not None and hasattr(processor, "save_pretrained"):
@@ -129,14 +131,16 @@ def _method_into_model(model_cfg: DictConfig, method: str) -> DictConfig:
     return model_cfg
 
 
-def _check_processes(family: str, processes: int) -> None:
-    # PP-OCR's CTC loss reads the model's parts, not its forward, so DDP would not sync its
-    # gradients: refuse rather than train diverging replicas.
-    if family == "pp_ocr" and processes > 1:
-        raise ValueError(
-            f"model family pp_ocr trains in one process ({processes} were launched): run "
-            "python -m vin_ocr.training.hf_finetune without accelerate launch"
-        )
+def _lora_settings(family: Any, model_cfg: DictConfig, training: DictConfig) -> Any:
+    """The run's LoRA settings (``training.lora`` over ``model.lora``, see
+    :func:`vin_ocr.models.lora.resolve_lora`), or None for full fine-tuning. Families that apply
+    LoRA in ``build`` (PP-OCR's ``finetune`` key) receive them resolved as ``model.lora``."""
+    if training.method not in ("lora", "qlora") or not hasattr(family, "lora_settings"):
+        return None
+    settings = family.lora_settings(training.get("lora"), model_cfg.get("lora") or {})
+    if "finetune" in model_cfg:
+        model_cfg.lora = asdict(settings)
+    return settings
 
 
 def train(cfg: DictConfig) -> RunResult:
@@ -145,7 +149,6 @@ def train(cfg: DictConfig) -> RunResult:
 
     from vin_ocr.hardware import attn_support, resolve
     from vin_ocr.models.registry import get_family
-    from vin_ocr.training.loop import evaluate_model
 
     hardware = resolve(cfg.hardware, model_supports=attn_support(cfg.model))
     model_cfg, estimate = _resolve_model(cfg, hardware)
@@ -156,7 +159,6 @@ def train(cfg: DictConfig) -> RunResult:
         mixed_precision=MIXED_PRECISION.get(hardware.dtype, "no"),
         gradient_accumulation_steps=loop_cfg.gradient_accumulation_steps,
     )
-    _check_processes(model_cfg.family, accelerator.num_processes)
     main = accelerator.is_main_process
     run_dir = _run_dir(accelerator, cfg)
     if main:
@@ -164,24 +166,29 @@ def train(cfg: DictConfig) -> RunResult:
         log.info("hardware: %s", hardware.summary())
         log.info("preflight: %s, %.2f GiB estimated", estimate.verdict, estimate.total_gb)
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    logger = build_logger(cfg.get("logger"), run_dir, main)  # main process only
+    logger.start(OmegaConf.to_container(cfg, resolve=True), hardware.to_dict())
 
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
     model_cfg = _method_into_model(model_cfg, cfg.training.method)
     family = get_family(model_cfg.family, model_cfg)
+    lora = _lora_settings(family, model_cfg, cfg.training)  # a misplaced key fails before loading
     model, processor = family.build(model_cfg, hardware)
-    if cfg.training.method in ("lora", "qlora") and hasattr(family, "lora_settings"):
+    if lora is not None and "finetune" not in model_cfg:  # PP-OCR applies it in build
         from vin_ocr.models.lora import apply_lora
 
-        model = apply_lora(model, family.lora_settings(cfg.training.get("lora")))
+        model = apply_lora(model, lora)
     train_data, val_data = build_datasets(cfg.data)
     test_sets = {_label(name): test_manifest(name) for name in cfg.data.test}
     baselines: dict[str, dict[str, Any]] = {}
-    if main:  # the test sets as the model reads them before any training
+    if main:  # the test sets read by the model before any training, through the same harness
         for label, manifest in test_sets.items():
-            summary, _ = evaluate_model(family, model, read_manifest(manifest), 32)
-            baselines[label] = {k: summary[k] for k in HEADLINE}
+            out_dir = run_dir / "eval_baseline" / label
+            report = _test_eval(family, model, manifest, out_dir, f"{model_cfg.name}:pretrained",
+                                loop_cfg.eval_batch_size)  # fmt: skip
+            baselines[label] = {k: report[k] for k in HEADLINE}
     best_state: dict[str, Any] = {}
 
     def save_best(m: Any, _path: Path) -> None:  # kept in memory; written once at the end
@@ -193,6 +200,7 @@ def train(cfg: DictConfig) -> RunResult:
     def on_log(values: dict[str, Any], step: int) -> None:
         with history_path.open("a", encoding="utf-8") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
+        logger.log(values, step)
 
     t0 = time.perf_counter()
     result = fit(
@@ -216,25 +224,30 @@ def train(cfg: DictConfig) -> RunResult:
         out.metrics["val_baseline"] = result.history[0]
         out.metrics["val"] = max(result.history, key=lambda h: h["exact_match"])
     if result.stopped_early or not main:  # what follows is the main process's alone
+        logger.finish()
         return out
 
-    out.artefacts["model"] = save_model(model, processor, run_dir / MODEL_DIR)
+    merged, merge_info = None, None
+    if hasattr(model, "peft_config") and cfg.training.get("merge", True):
+        from vin_ocr.training.merge import merge_run_model
+
+        merged, merge_info = merge_run_model(family, model, model_cfg, hardware, cfg.seed, run_dir)
+    out.artefacts["model"] = save_model(model, processor, run_dir / MODEL_DIR, merged)
     export = getattr(family, "export_onnx", None)
     if export is not None and cfg.get("export_onnx", True):
         out.artefacts["onnx"] = run_dir / "model.onnx"
         out.metrics["onnx_max_abs_diff"] = export(model, out.artefacts["onnx"])
 
-    from vin_ocr.evaluation.evaluate import run_eval
-
-    engine = FamilyEngine(family, model, name=f"{model_cfg.name}:finetuned")
     for label, manifest in test_sets.items():
-        report = run_eval(
-            engine, read_manifest(manifest), run_dir / "eval" / label, manifest=manifest,
-            batch_size=loop_cfg.eval_batch_size, progress=False,
-        )  # fmt: skip
+        report = _test_eval(family, model, manifest, run_dir / "eval" / label,
+                            f"{model_cfg.name}:finetuned", loop_cfg.eval_batch_size)  # fmt: skip
         out.metrics[f"test/{label}"] = {k: report[k] for k in HEADLINE}
         out.metrics[f"test/{label}_baseline"] = baselines[label]
         out.artefacts[f"eval/{label}"] = run_dir / "eval" / label
+        logger.log_eval(label, report, worst_predictions(report))
+    adapter = out.artefacts["model"] / "adapter"
+    logger.log_artifact(adapter if adapter.is_dir() else out.artefacts["model"], "model")
+    logger.finish()
 
     info = {
         "family": model_cfg.family,
@@ -243,13 +256,40 @@ def train(cfg: DictConfig) -> RunResult:
         "preflight": estimate.to_dict(),
         "metrics": out.metrics,
         "versions": _versions(),
+        "seed": cfg.seed,
+        "data": _data_share(cfg.data, train_data, val_data),
+        **({"merge": merge_info} if merge_info else {}),
     }
     from vin_ocr.hub.card import write_model_card
 
     out.artefacts["card"] = write_model_card(run_dir, info, cfg)
     out.artefacts["run"] = atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=1))
+    if cfg.get("hub") and (cfg.hub.push or cfg.hub.dry_run):  # after the run is complete
+        from vin_ocr.hub.push import push_run
+
+        pushed = push_run(run_dir, cfg.hub)
+        if pushed is not None and pushed.staged is not None:
+            out.artefacts["hub"] = pushed.staged
     log.info("done: %s", json.dumps(out.metrics))
     return out
+
+
+def _test_eval(
+    family: Any, model: Any, manifest: Path, out: Path, name: str, batch_size: int
+) -> dict[str, Any]:
+    """The harness's report of ``model`` on a test manifest (scenes through the family's own
+    detection where it has one), written to ``out``: before training and after, the same path."""
+    from vin_ocr.evaluation.evaluate import run_eval
+
+    engine = FamilyEngine(family, model, name=name)
+    return run_eval(engine, read_manifest(manifest), out, manifest=manifest,
+                    batch_size=batch_size, progress=False)  # fmt: skip
+
+
+def _data_share(data: DictConfig, train_data: Any, val_data: Any) -> dict[str, int]:
+    """Training samples per epoch, real vs synthetic (the model card shows the share)."""
+    synth = int(data.synth_train or 0)
+    return {"real_train": len(train_data) - synth, "synthetic_train": synth, "val": len(val_data)}
 
 
 def _label(test_name: str) -> str:
