@@ -30,6 +30,7 @@ import torch
 
 from vin_ocr.models.lora import quantization_config
 from vin_ocr.models.vlm import (
+    PROMPT,
     ModelLoadError,
     PromptedVlm,
     resolve_hardware,
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from vin_ocr.data import Sample
 
 log = logging.getLogger(__name__)
-
-PROMPT = "What is the VIN in this image? Answer with the 17 characters only."
 
 #: Default LoRA targets: attention and the dense / shared-expert MLPs of the DeepSeek-V2 language
 #: model. Routed experts are 3-D parameters: add ``lora.target_parameters`` to adapt them.

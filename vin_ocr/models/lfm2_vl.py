@@ -25,6 +25,7 @@ import torch
 
 from vin_ocr.models.lora import quantization_config
 from vin_ocr.models.vlm import (
+    PROMPT,
     ModelLoadError,
     PromptedVlm,
     resolve_hardware,
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
-
-PROMPT = "What is the VIN in this image? Answer with the 17 characters only."
 
 #: Default LoRA targets: every linear layer of the LFM2 language model (attention
 #: ``q/k/v/out_proj``, short-conv ``in_proj/out_proj``, MLP ``w1/w2/w3``), none in SigLIP2.

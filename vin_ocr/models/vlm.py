@@ -151,6 +151,10 @@ def causal_lm_loss(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Te
     return out.loss
 
 
+#: The question every VLM family asks of an image (its answer, the label, is the VIN alone).
+PROMPT = "What is the VIN in this image? Answer with the 17 characters only."
+
+
 class PromptedVlm:
     """What the VLM families share once ``_prompts(images)`` (processor output for the prompt)
     exists: the labelled batch, the causal-LM loss and the (VIN-constrained) generation of the
