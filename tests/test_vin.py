@@ -106,11 +106,11 @@ def test_substitution_examples_from_the_notes():
         ("1", "north_america"),
         ("5", "north_america"),
         ("6", "oceania"),
-        ("7", "oceania"),
+        ("7", "north_america"),  # 7H: United States (7F-70)
         ("8", "south_america"),
         ("9", "south_america"),
         ("A", "africa"),
-        ("H", "africa"),
+        ("H", "china"),  # vininfo's country table: H is China's (its region table: Africa)
         ("J", "asia"),
         ("K", "asia"),
         ("L", "china"),
@@ -128,6 +128,27 @@ def test_region(first, expected):
     assert V.check_digit_mandatory(wmi) == (expected in ("north_america", "china"))
 
 
+def test_one_table_for_region_and_country():
+    """Region follows the country where vininfo's first-character regions are out of date."""
+    assert (V.country("7A3"), V.region("7A3")) == ("New Zealand", "oceania")  # override
+    assert (V.country("7SA"), V.region("7SA")) == ("United States", "north_america")
+    assert (V.country("HJR"), V.region("HJR")) == ("China", "china")
+    assert (V.country("6FP"), V.region("6FP")) == ("Australia", "oceania")
+    # A US VIN with a wrong check digit is invalid (was: valid with a warning, as Oceania).
+    assert V.validate("7SAYGDEE1PF000001").reasons == (
+        "check digit is '1', expected 'X' (mandatory in north_america)",
+    )
+    assert V.check_digit_mandatory("HJRPBGJB5PF000001")
+    # Ford Australia puts a model code in position 9 and the year in position 11 (vininfo).
+    ford = "6FPAAAJGCM8A12345"
+    assert not V.has_check_digit(ford) and V.check_digit_ok(ford) is False
+    check = V.validate(ford)
+    assert check.valid and check.warnings == (
+        "position 9 of 6FP VINs is not a check digit (not checked)",
+    )
+    assert check.years == (2008,)
+
+
 def test_country_and_manufacturer():
     assert (V.country(HONDA), V.manufacturer(HONDA)) == ("United States", "Honda")
     assert (V.country(VW), V.manufacturer(VW)) == ("Germany", "Volkswagen")
@@ -141,11 +162,33 @@ def test_country_and_manufacturer():
 
 
 def test_model_years_north_america_position_7():
-    assert V.model_years("1HGCM8A6XA0043520") == [2010]  # letter in position 7
-    assert V.model_years("1HGCM826XA0043520") == [1980]  # digit in position 7
-    assert V.model_years(HONDA) == [2003]
-    assert V.model_years(TESLA) == [2013]
-    assert V.model_years("1M8GDM9AXKP042788") == [1989]
+    light = {"light_vehicle": True}
+    assert V.model_years("1HGCM8A6XA0043520", **light) == [2010]  # letter in position 7
+    assert V.model_years("1HGCM826XA0043520", **light) == [1980]  # digit in position 7
+    assert V.model_years(HONDA, **light) == V.model_years(HONDA) == [2003]
+    assert V.model_years(TESLA, **light) == [2013] and V.model_years(TESLA) == [1983, 2013]
+    assert V.model_years("1M8GDM9AXKP042788", **light) == [1989]
+    # The position-7 rule is for light vehicles only: without knowing, every cycle year stays.
+    assert V.model_years("1M8GDM9AXKP042788") == [1989, 2019]
+    assert V.model_years("1UYVS2537FU123456") == [1985, 2015]
+    assert V.model_years("1HGCM8A6XA0043520") == [1980, 2010]
+    assert V.model_years("WVWZZZ1JZAW000001", **light) == [1980, 2010]  # not North America
+
+
+def test_light_vehicle_rules_are_warnings():
+    heavy = "3AKJGLDR8HSHF1234"  # heavy-truck serial (letter in 13), correct check digit
+    check = V.validate(heavy)
+    assert check.valid and check.reasons == ()
+    assert check.warnings == (
+        "position 13 'F' is a letter: not allowed for cars, MPVs and trucks of 10,000 lb GVWR "
+        "or less (49 CFR 565.15), allowed for other vehicles",
+    )
+    check = V.validate("1UYVS2537FU123456")
+    assert check.valid and check.years == (1985, 2015)
+    assert check.warnings == (
+        "model year 1985 if one of the cars, MPVs and trucks of 10,000 lb GVWR or less "
+        "(49 CFR 565.15) (position 7 is a digit); otherwise any of 1985, 2015",
+    )
 
 
 def test_model_years_elsewhere_and_never_used():
@@ -180,7 +223,7 @@ def test_validate_reasons():
 
     vin = HONDA[:-1] + "A"
     vin = vin[:8] + V.check_digit(vin) + vin[9:]
-    assert V.validate(vin).reasons == ("last 5 characters '0435A' are not all digits",)
+    assert V.validate(vin).reasons == ("last 4 characters '435A' are not all digits",)
 
 
 def test_validate_optional_check_digit_is_not_a_reason():
@@ -215,7 +258,7 @@ def test_random_vin_is_valid_and_realistic(seed, region):
         assert check.check_digit_ok
     if check.region == "north_america":
         assert vin[-5:].isdigit()
-        assert len(check.years) == 1  # the position-7 rule pins the cycle
+        assert len(V.model_years(vin, light_vehicle=True)) == 1  # the position-7 rule
     else:
         assert vin[-4:].isdigit()
     assert V.normalize(vin) == vin

@@ -44,6 +44,7 @@ __all__ = [
     "check_digit_mandatory",
     "check_digit_ok",
     "country",
+    "has_check_digit",
     "is_valid",
     "manufacturer",
     "model_years",
@@ -119,32 +120,68 @@ def check_digit_ok(vin: str) -> bool:
         return False
 
 
+#: ISO 3780 regions by the first WMI character (as ``vininfo``'s table); :func:`region` lets the
+#: country decide where that table is out of date (see :data:`_REGION_OF_COUNTRY`).
+_REGION_OF_FIRST: dict[str, str] = {
+    **dict.fromkeys("ABCDEFGH", "africa"),
+    **dict.fromkeys("JKMNPR", "asia"),
+    "L": "china",
+    **dict.fromkeys("STUVWXYZ", "europe"),
+    **dict.fromkeys("12345", "north_america"),
+    **dict.fromkeys("67", "oceania"),
+    **dict.fromkeys("89", "south_america"),
+}
+#: Countries whose region is not their first character's: ``H`` is China's second WMI letter
+#: (vininfo's country table already says so, its region table still says Africa), ``7F``-``70``
+#: are United States WMIs (``7SA`` Tesla, ``7FA`` Honda), ``7A``-``7E`` New Zealand's.
+_REGION_OF_COUNTRY = {"China": "china", "United States": "north_america", "New Zealand": "oceania"}
+#: Where vininfo's country table is wrong: SAE/ISO 3780 give ``7A``-``7E`` to New Zealand
+#: (vininfo: every ``7`` is the United States).
+_COUNTRY_OVERRIDES = dict.fromkeys(("7A", "7B", "7C", "7D", "7E"), "New Zealand")
+#: WMIs whose position 9 is not an SAE check digit (vininfo: Ford Australia puts a model code
+#: there and the model year in position 11).
+_NO_CHECK_DIGIT = frozenset({"6FP"})
+_YEAR_POSITION = {"6FP": 11}
+
+
+def country(vin: str) -> str | None:
+    """Country of the WMI per ISO 3780, None when unknown: ``vininfo``'s offline table with the
+    overrides of :data:`_COUNTRY_OVERRIDES`.
+
+    >>> country("WVWZZZ1JZXW000001"), country("7SAYGDEE1PF000001"), country("7A3CL1234A1000001")
+    ('Germany', 'United States', 'New Zealand')
+    """
+    from vininfo.dicts import COUNTRIES
+
+    code = vin[:2].upper()
+    if len(code) < 2 or not set(code) <= _ALPHABET_SET:
+        return None
+    return _COUNTRY_OVERRIDES.get(code) or COUNTRIES.get(code)
+
+
 def region(vin: str) -> str:
-    """World region of the maker, from the first WMI character (ISO 3780).
+    """World region of the maker: the country's (:func:`country`) where it decides, else the
+    first WMI character's (ISO 3780).
 
     >>> region("1M8GDM9AXKP042788"), region("LSVAB2BM0EN000000"), region("WVWZZZ1JZXW000001")
     ('north_america', 'china', 'europe')
+    >>> region("7SAYGDEE1PF000001"), region("HJRPBGJB5PF000001")  # United States, China
+    ('north_america', 'china')
     """
     first = vin[:1].upper()
-    if not first:
+    if first not in _REGION_OF_FIRST:
         return "unknown"
-    if first == "L":
-        return "china"
-    for chars, name in (
-        ("ABCDEFGH", "africa"),
-        ("JKMNPR", "asia"),
-        ("STUVWXYZ", "europe"),
-        ("12345", "north_america"),
-        ("67", "oceania"),
-        ("89", "south_america"),
-    ):
-        if first in chars:
-            return name
-    return "unknown"
+    return _REGION_OF_COUNTRY.get(country(vin) or "", _REGION_OF_FIRST[first])
+
+
+def has_check_digit(vin: str) -> bool:
+    """False for the WMIs known to put something else in position 9 (Ford Australia ``6FP``)."""
+    return vin[:3].upper() not in _NO_CHECK_DIGIT
 
 
 def check_digit_mandatory(vin: str) -> bool:
-    """True where the check digit is required: North America (49 CFR 565) and China."""
+    """True where the check digit is required: North America (49 CFR 565, WMIs ``1``-``5`` and
+    ``7F``-``70``) and China (GB 16735, ``L`` and ``H``)."""
     return region(vin) in _MANDATORY
 
 
@@ -152,23 +189,11 @@ def _wmi_like(code: str) -> bool:
     return len(code) >= 2 and region(code) != "unknown" and set(code) <= _ALPHABET_SET
 
 
-def country(vin: str) -> str | None:
-    """Country of the WMI per ISO 3780 (``vininfo``'s offline table), None when unknown.
-
-    >>> country("WVWZZZ1JZXW000001")
-    'Germany'
-    """
-    from vininfo.dicts import COUNTRIES
-
-    code = vin[:2].upper()
-    return COUNTRIES.get(code) if _wmi_like(code) else None
-
-
 def manufacturer(vin: str) -> str | None:
     """Maker registered for the WMI (``vininfo``'s offline table), None when unknown.
 
-    >>> manufacturer("1HGCM82633A004352")
-    'Honda'
+    >>> manufacturer("1HGCM82633A004352"), manufacturer("6FPAAAJGSW8A12345")
+    ('Honda', 'Ford Australia')
     """
     from vininfo.dicts import WMI
 
@@ -185,25 +210,31 @@ def _latest_year() -> int:
     return datetime.now(UTC).year + 1
 
 
-def model_years(vin: str) -> list[int]:
-    """Candidate model years (ascending) from the position-10 code.
+def model_years(vin: str, light_vehicle: bool | None = None) -> list[int]:
+    """Candidate model years (ascending) from the model-year code, every cycle year from 1980 up
+    to next year that the VIN allows.
 
-    In North America a letter in position 7 means the 2010-2039 cycle and a digit the 1980-2009
-    cycle (49 CFR 565.15, for cars, MPVs and light trucks); elsewhere every cycle year from 1980
-    up to next year is a candidate. ``U``, ``Z``, ``0`` and non-VIN characters give ``[]``.
+    49 CFR 565.15 lets position 7 choose the cycle (a letter: 2010-2039, a digit: 1980-2009) only
+    for cars, MPVs and trucks of 10,000 lb GVWR or less; the VIN rarely says which kind it is, so
+    that rule applies only with ``light_vehicle=True`` (and to North American VINs). The code is
+    in position 10 (position 11 for Ford Australia ``6FP``); ``U``, ``Z``, ``0`` and non-VIN
+    characters give ``[]``.
 
     >>> model_years("1M8GDM9AXKP042788")
+    [1989, 2019]
+    >>> model_years("1M8GDM9AXKP042788", light_vehicle=True)  # position 7 is a digit
     [1989]
-    >>> model_years("5YJ3E1EA5LF000316")
-    [2020]
+    >>> model_years("1UYVS2537FU123456")  # a trailer maker: the light-vehicle rule may not apply
+    [1985, 2015]
     >>> model_years("WVWZZZ1JZXW000001")
     [1999]
     """
     vin = vin.upper()
-    if len(vin) < 10 or vin[9] not in YEAR_CODES:
+    at = _YEAR_POSITION.get(vin[:3], 10) - 1
+    if len(vin) <= at or vin[at] not in YEAR_CODES:
         return []
-    years = list(range(YEAR_CODES[vin[9]], _latest_year() + 1, _YEAR_CYCLE))
-    if region(vin) == "north_america" and vin[6] in _ALPHABET_SET:
+    years = list(range(YEAR_CODES[vin[at]], _latest_year() + 1, _YEAR_CYCLE))
+    if light_vehicle and region(vin) == "north_america" and vin[6:7] in _ALPHABET_SET:
         newer = vin[6].isalpha()
         years = [y for y in years if (y >= 2010) == newer]
     return years
@@ -214,8 +245,10 @@ class VinCheck:
     """Outcome of :func:`validate`.
 
     ``reasons`` say why a VIN is invalid (empty when valid); ``warnings`` note what is unusual but
-    allowed (an optional check digit that fails, a year code outside North America and China).
+    allowed (an optional check digit that fails, a year code outside North America and China) and
+    what holds only for some vehicle kinds (49 CFR 565.15's light-vehicle rules).
     ``check_digit_ok`` is None when the check digit could not be computed (bad length/chars).
+    ``years`` are all the candidates :func:`model_years` allows.
     """
 
     vin: str
@@ -228,6 +261,9 @@ class VinCheck:
     warnings: tuple[str, ...] = field(default=())
 
 
+_LIGHT = "cars, MPVs and trucks of 10,000 lb GVWR or less (49 CFR 565.15)"
+
+
 def validate(vin: str) -> VinCheck:
     """Check a VIN against the rules; the reasons name each problem and its position.
 
@@ -237,6 +273,10 @@ def validate(vin: str) -> VinCheck:
     ("forbidden character 'O' at position 12",)
     >>> validate("WVWZZZ1JZXW000001").valid  # VW's filler 'Z' fails the optional check digit
     True
+    >>> check = validate("3AKJGLDR8HSHF1234")  # a heavy-truck serial: valid, with a warning
+    >>> check.valid, check.warnings[0]
+    (True, "position 13 'F' is a letter: not allowed for cars, MPVs and trucks of 10,000 lb GVWR \
+or less (49 CFR 565.15), allowed for other vehicles")
     """
     reasons: list[str] = []
     warnings: list[str] = []
@@ -249,24 +289,40 @@ def validate(vin: str) -> VinCheck:
             kind = "lower-case" if c.upper() in _ALPHABET_SET else "forbidden"
             reasons.append(f"{kind} character {c!r} at position {i + 1}")
     digit_ok: bool | None = None
+    years = tuple(model_years(vin)) if len(vin) == VIN_LENGTH else ()
     if not reasons:
         expected = check_digit(vin)
         digit_ok = vin[8] == expected
-        if not digit_ok:
+        if not has_check_digit(vin):
+            warnings.append(f"position 9 of {vin[:3]} VINs is not a check digit (not checked)")
+        elif not digit_ok:
             text = f"check digit is {vin[8]!r}, expected {expected!r}"
             if mandatory:
                 reasons.append(f"{text} (mandatory in {reg})")
             else:
                 warnings.append(f"{text} (optional in {reg})")
-        code = vin[9]
+        at = _YEAR_POSITION.get(vin[:3], 10)
+        code = vin[at - 1]
         if code not in YEAR_CODES:
-            text = f"model-year code {code!r} at position 10 is never used"
+            text = f"model-year code {code!r} at position {at} is never used"
             (reasons if mandatory else warnings).append(text)
-        tail = 5 if reg == "north_america" else 4
-        if not vin[-tail:].isdigit():
-            text = f"last {tail} characters {vin[-tail:]!r} are not all digits"
-            (reasons if reg == "north_america" else warnings).append(text)
-    years = tuple(model_years(vin)) if len(vin) == VIN_LENGTH else ()
+        if reg == "north_america":  # 565.15: last 4 numeric, last 5 for light vehicles
+            if not vin[-4:].isdigit():
+                reasons.append(f"last 4 characters {vin[-4:]!r} are not all digits")
+            elif not vin[12].isdigit():
+                warnings.append(
+                    f"position 13 {vin[12]!r} is a letter: not allowed for {_LIGHT}, "
+                    "allowed for other vehicles"
+                )
+            elif len(years) > 1:
+                light = model_years(vin, light_vehicle=True)
+                cycle = "letter" if vin[6].isalpha() else "digit"
+                warnings.append(
+                    f"model year {light[0] if light else '?'} if one of the {_LIGHT} (position 7 "
+                    f"is a {cycle}); otherwise any of {', '.join(map(str, years))}"
+                )
+        elif not vin[-4:].isdigit():
+            warnings.append(f"last 4 characters {vin[-4:]!r} are not all digits")
     return VinCheck(
         vin=vin,
         valid=not reasons,
@@ -508,7 +564,8 @@ def random_vin(rng: _random.Random, region: str | None = None) -> str:
     serial = "".join(rng.choice(ALPHABET) for _ in range(6 - digits))
     serial += "".join(rng.choice("0123456789") for _ in range(digits))
     plant = rng.choice(ALPHABET)
-    vin = f"{wmi}{vds}0{code}{plant}{serial}"
+    vis = f"{plant}{code}" if wmi in _YEAR_POSITION else f"{code}{plant}"  # 6FP: year in 11
+    vin = f"{wmi}{vds}0{vis}{serial}"
     if vw_pattern:
         ninth = "Z"
     elif region in _MANDATORY or rng.random() < 0.8:
