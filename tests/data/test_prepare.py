@@ -25,7 +25,9 @@ def make_folder(root: Path, n: int = 24, bad: bool = False) -> Path:
     vins = [random_vin(rng) for _ in range(n // 2)]
     rows = ["file,vin,camera"]
     for i in range(n):
-        Image.new("RGB", (48, 16), (i * 10 % 256, 0, 0)).save(root / f"{i}.png")
+        image = Image.new("RGB", (48, 16), (i * 10 % 256, 0, 0))
+        image.putpixel((0, 0), (255, 255, 255))  # not a flat frame (that is a blank_image)
+        image.save(root / f"{i}.png")
         rows.append(f"{i}.png,{vins[i // 2]},cam{i % 3}")
     if bad:
         (root / "empty.png").write_bytes(b"")
@@ -106,14 +108,14 @@ def test_paddle_and_hf_sources(tmp_path: Path):
     import datasets
 
     (tmp_path / "rec").mkdir()
-    Image.new("RGB", (64, 16), "white").save(tmp_path / "rec" / "a.png")
+    Image.linear_gradient("L").resize((64, 16)).save(tmp_path / "rec" / "a.png")
     (tmp_path / "rec" / "gt.txt").write_text("a.png\t1M8GDM9AXKP042788\n")
     cfg = cfg_for(
         "source=paddle", f"source.path={tmp_path / 'rec/gt.txt'}", f"out={tmp_path / 'o1'}"
     )
     assert [s.vin for s in prepare(cfg).splits["train"]] == ["1M8GDM9AXKP042788"]
 
-    Image.new("RGB", (64, 16), "white").save(tmp_path / "b.png")
+    Image.linear_gradient("L").resize((64, 16)).save(tmp_path / "b.png")
     ds = datasets.Dataset.from_dict(
         {"image": [str(tmp_path / "b.png")], "vin": ["JH4KA7561PC008269"]},
         features=datasets.Features({"image": datasets.Image(), "vin": datasets.Value("string")}),

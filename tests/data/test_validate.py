@@ -3,7 +3,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from vin_ocr.data.readers import ORIGIN, read_folder
 from vin_ocr.data.sample import Sample
@@ -17,9 +17,17 @@ from vin_ocr.data.validate import (
 GOOD = ["1M8GDM9AXKP042788", "JH4KA7561PC008269", "WVWZZZ1JZXW000001", "1HGCM82633A004352"]
 
 
+def card(color: str = "white", size: tuple[int, int] = (64, 16)) -> Image.Image:
+    """A ``color`` image with a contrasting line (a flat frame is a ``blank_image``)."""
+    im = Image.new("RGB", size, color)
+    line = "white" if color == "black" else "black"
+    ImageDraw.Draw(im).line((0, size[1] // 2, size[0] // 2, size[1] // 2), fill=line)
+    return im
+
+
 def png(path: Path, color: str = "white", size: tuple[int, int] = (64, 16)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
+    card(color, size).save(path)
     return path
 
 
@@ -143,7 +151,7 @@ def test_switches_for_unlabelled_and_non_vin_labels(tmp_path: Path):
 
 def test_jpeg_checks(tmp_path: Path):
     path = tmp_path / "a.jpg"
-    Image.new("RGB", (640, 480), "white").save(path, quality=90)
+    card("white", (640, 480)).save(path, quality=90)
     ok = check_image(path)
     assert ok.problem is None and ok.size == (640, 480) and ok.digest
     data = path.read_bytes()

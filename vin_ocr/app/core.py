@@ -79,12 +79,15 @@ def load_image(
     max_megapixels: float = 40.0,
     name: str | None = None,
 ) -> Image:
-    """An upload (bytes, a path or a PIL image) as an RGB image, EXIF rotation applied.
+    """An upload (bytes, a path or a PIL image) as an 8-bit RGB image, EXIF rotation applied
+    (:func:`vin_ocr.data.images.to_rgb`, the reader training and evaluation use).
 
     Raises :class:`UploadError` for an empty, oversized, damaged or non-image upload.
     """
     from PIL import Image as PILImage
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from vin_ocr.data.images import to_rgb
 
     if isinstance(source, PILImage.Image):
         image, name = source, name or "the pasted image"
@@ -123,7 +126,7 @@ def load_image(
         except (OSError, SyntaxError, ValueError) as exc:
             raise UploadError(f"{name}: the image data is damaged ({exc})") from None
     _check_pixels(image, name, max_megapixels)
-    return ImageOps.exif_transpose(image).convert("RGB")
+    return to_rgb(image)
 
 
 def _too_big(name: str, size: int, max_mb: float) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,7 +28,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from vin_ocr.data.sample import ManifestError, Sample, jsonl_rows, read_manifest
+from vin_ocr.data.sample import (
+    ManifestError,
+    Sample,
+    jsonl_rows,
+    parse_box,
+    read_manifest,
+    read_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +138,7 @@ def read_labels_file(
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(path, "labels file"), newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         if not reader.fieldnames:
             raise ManifestError(f"{path}:1: empty file, expected a header line")
@@ -220,7 +228,7 @@ def read_paddle_labels(
         raise FileNotFoundError(f"{path}: label file not found")
     root = Path(root) if root is not None else path.parent
     samples = []
-    with path.open(encoding="utf-8-sig") as f:
+    with io.StringIO(read_text(path, "label file")) as f:
         for lineno, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -246,7 +254,7 @@ def read_jsonl_manifest(path: PathLike) -> list[Sample]:
     samples = read_manifest(path)
     lines = [
         n
-        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1)
+        for n, line in enumerate(io.StringIO(read_text(Path(path), "manifest")), 1)
         if line.strip()
     ]
     return [
@@ -314,8 +322,6 @@ def _image_value_to_path(value: Any, root: Path, image_dir: Path | None, origin:
             raise ManifestError(f"{origin}: empty image path")
         return _resolve(root, value)
     elif hasattr(value, "save") and hasattr(value, "size"):  # a decoded PIL image
-        import io
-
         buf = io.BytesIO()
         value.save(buf, format="PNG")
         data = buf.getvalue()
@@ -360,13 +366,16 @@ def _hf_row_sample(
         if not isinstance(value, bytes | bytearray):
             meta[key] = _jsonable(value)
     meta[ORIGIN] = origin
-    box = row.get("box")
     crop = row.get("crop")
+    try:
+        box = parse_box(row.get("box"))
+    except ValueError as e:
+        raise ManifestError(f"{origin}: {e}") from None
     return Sample(
         image=_image_value_to_path(row[image_col], root, image_dir, origin),
         vin=_clean_vin(row.get(vin_col)),
         source=str(row.get("source") or source),
-        box=tuple(int(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
+        box=box,
         crop=bool(crop) if crop is not None else None,
         meta=meta,
     )

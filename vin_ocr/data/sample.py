@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -46,13 +47,12 @@ class Sample:
         if "image" not in obj:
             raise KeyError("image")
         image = Path(str(obj["image"]))
-        box = obj.get("box")
         crop = obj.get("crop")
         return cls(
             image=image if image.is_absolute() else root / image,
             vin=str(obj.get("vin") or ""),
             source=str(obj.get("source") or "user"),
-            box=tuple(int(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
+            box=parse_box(obj.get("box")),
             crop=bool(crop) if crop is not None else None,
             meta={k: v for k, v in obj.items() if k not in _KNOWN},
         )
@@ -71,19 +71,53 @@ class Sample:
         return obj
 
     def load_image(self):  # -> PIL.Image.Image
-        """The image as RGB (PIL), fully decoded: the in-memory one if set, else the file."""
-        from PIL import Image
+        """The image as 8-bit RGB (PIL), upright, fully decoded: the in-memory one if set, else
+        the file (:func:`vin_ocr.data.images.open_image`; errors name the file)."""
+        from vin_ocr.data.images import open_image, to_rgb
 
         if self.pixels is not None:
-            return self.pixels.convert("RGB")
+            return to_rgb(self.pixels)
+        return open_image(self.image)
 
-        with Image.open(self.image) as im:
-            return im.convert("RGB")
+
+def parse_box(value: Any) -> tuple[int, int, int, int] | None:
+    """A ``box`` value as ``(x0, y0, x1, y1)`` pixels, or None; ValueError says what is wrong.
+
+    >>> parse_box([1, 2, 30.0, 40])
+    (1, 2, 30, 40)
+    >>> parse_box("oops")
+    Traceback (most recent call last):
+    ValueError: box must be [x0, y0, x1, y1] (4 numbers, pixels), got 'oops'
+    """
+    if value is None:
+        return None
+    ok = isinstance(value, list | tuple) and len(value) == 4
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    if not ok:
+        raise ValueError(f"box must be [x0, y0, x1, y1] (4 numbers, pixels), got {value!r}")
+    x0, y0, x1, y1 = (int(v) for v in value)
+    if x1 <= x0 or y1 <= y0 or min(x0, y0) < 0:
+        raise ValueError(f"box {list(value)} is empty or negative: need 0 <= x0 < x1, 0 <= y0 < y1")
+    return x0, y0, x1, y1
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A text file's content as UTF-8 (a leading BOM dropped); a file in another encoding gives
+    a :class:`ManifestError` naming the file, the line and the byte offset."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ManifestError(
+            f"{path}:{line}: the {what} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+            f"{e.start}); save it as UTF-8 (e.g. with iconv -f latin1 -t utf-8)"
+        ) from None
 
 
 def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a JSONL file; errors name file:line."""
-    with path.open(encoding="utf-8") as f:
+    with io.StringIO(read_text(path, "JSONL file")) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -138,9 +172,21 @@ def _umask() -> int:
     return mask
 
 
+def _json_line(obj: dict[str, Any]) -> str:
+    """One JSON line, readable UTF-8; a file name that is not UTF-8 (a str holding surrogate
+    escapes, as ``os.listdir`` gives it) is written as ``\\udcXX`` escapes, which read back to
+    the same name."""
+    line = json.dumps(obj, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(obj)
+    return line
+
+
 def write_manifest(samples: Iterable[Sample], path: str | os.PathLike[str]) -> Path:
     """Write samples as JSONL (image paths relative to the manifest's folder), atomically."""
     path = Path(path)
     root = path.parent
-    lines = [json.dumps(s.to_dict(root), ensure_ascii=False) for s in samples]
+    lines = [_json_line(s.to_dict(root)) for s in samples]
     return atomic_write_text(path, "".join(line + "\n" for line in lines))

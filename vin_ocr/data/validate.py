@@ -8,7 +8,8 @@ lenient mode drops the bad samples and counts them by reason.
 Issue kinds: ``empty_vin``, ``length``, ``characters``, ``check_digit`` (only where the check
 digit is mandatory), ``vin_rules`` (other rules binding in the VIN's region, from
 :func:`vin_ocr.vin.validate`: model-year code, numeric serial), ``missing_image``,
-``unreadable_image`` (empty, not an image, truncated or corrupt), ``image_size`` (a side below
+``unreadable_image`` (empty, not an image, truncated or corrupt), ``blank_image`` (decodes to one
+flat colour, e.g. an all-white frame: nothing to read), ``image_size`` (a side below
 ``min_side`` or above ``max_side``, or more than ``max_pixels``), ``duplicate_row`` (the same
 image and VIN twice), ``duplicate_image`` (another file with the same content and VIN),
 ``conflicting_label`` (one image, several VINs: every copy is dropped, since we cannot know
@@ -42,6 +43,7 @@ ISSUE_KINDS: tuple[str, ...] = (
     "vin_rules",
     "missing_image",
     "unreadable_image",
+    "blank_image",
     "image_size",
     "duplicate_row",
     "duplicate_image",
@@ -139,6 +141,10 @@ def vin_problems(vin: str) -> list[tuple[str, str]]:
     return problems
 
 
+#: An image whose 8-bit values span at most this many levels (all bands) is reported blank.
+BLANK_RANGE = 2
+
+
 @dataclass(frozen=True)
 class ImageCheck:
     digest: str | None
@@ -149,8 +155,10 @@ class ImageCheck:
 def check_image(
     path: Path, *, min_side: int = 8, max_side: int = 20_000, max_pixels: int = 100_000_000
 ) -> ImageCheck:
-    """Read, hash and decode one image; report the first problem found."""
+    """Read, hash and decode one image (as training reads it); report the first problem found."""
     from PIL import Image, UnidentifiedImageError
+
+    from vin_ocr.data.images import to_rgb
 
     try:
         data = path.read_bytes()
@@ -181,8 +189,15 @@ def check_image(
             if im.format == "JPEG":
                 im.draft(im.mode, (max(w // 8, 1), max(h // 8, 1)))  # decode at 1/8: fast
             im.load()
+            rgb = to_rgb(im)
         except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error...
             return ImageCheck(digest, (w, h), ("unreadable_image", f"broken {im.format} ({e})"))
+    extrema = rgb.getextrema()
+    if all(hi - lo <= BLANK_RANGE for lo, hi in extrema):
+        lows, highs = zip(*extrema, strict=True)
+        colour = "white" if min(lows) >= 250 else "black" if max(highs) <= 5 else "one colour"
+        message = f"the image decodes to a blank frame (all {colour}, {im.mode} {im.format})"
+        return ImageCheck(digest, (w, h), ("blank_image", message))
     return ImageCheck(digest, (w, h), None)
 
 

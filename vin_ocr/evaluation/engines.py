@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,12 +89,37 @@ def _default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _rec_dictionary(path: Path) -> list[str] | None:
+    """The characters to give RapidOCR for the recognition ONNX ``path``: None when its metadata
+    holds them (RapidOCR's own models); the VIN alphabet for a vin-ocr export (``RUN/model.onnx``:
+    blank + 33 VIN classes); otherwise :class:`EngineUnavailable` saying why."""
+    import onnxruntime as ort
+
+    from vin_ocr.vin import ALPHABET
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf types
+        raise EngineUnavailable(f"engine=rapidocr: {path} is not a loadable ONNX model ({e})")
+    if "character" in session.get_modelmeta().custom_metadata_map:
+        return None
+    classes = session.get_outputs()[0].shape[-1]
+    if classes == len(ALPHABET) + 1:
+        return list(ALPHABET)
+    raise EngineUnavailable(
+        f"engine=rapidocr: {path} has no character dictionary in its metadata and {classes} "
+        f"output classes (a vin-ocr export has {len(ALPHABET) + 1}: blank + the VIN alphabet)"
+    )
+
+
 class RapidOCREngine(TextsFromReadings):
     """PP-OCRv6 small (det + rec ONNX shipped in the ``rapidocr`` wheel) on onnxruntime; offline.
 
     Line crops go through recognition only (batched, no detection, no angle classifier); scenes
-    through detection + recognition, then ``pick_vin``. ``path`` replaces the recognition ONNX
-    (its dictionary must be in the ONNX metadata, as in RapidOCR's), ``det_path`` the detector.
+    through detection + recognition, then ``pick_vin``. ``path`` replaces the recognition ONNX:
+    one with its dictionary in the ONNX metadata (as in RapidOCR's) or a fine-tuned run's
+    ``model.onnx`` (blank + VIN alphabet; the dictionary is supplied). ``det_path`` replaces the
+    detector.
     """
 
     name = "rapidocr"
@@ -122,15 +148,21 @@ class RapidOCREngine(TextsFromReadings):
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             "Rec.rec_batch_num": rec_batch_num,
         }
+        keys = _rec_dictionary(Path(path)) if path is not None else None
         if path is not None:
             params["Rec.model_path"] = str(path)
         if det_path is not None:
             params["Det.model_path"] = str(det_path)
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
-        self._ocr = RapidOCR(params=params)
-        # Load both models now, so that the first timed batch does not pay for it.
-        self._rec = self._ocr._load_rec_model()
-        self._ocr._load_det_model()
+        with tempfile.TemporaryDirectory(prefix="vin-ocr-rec-keys-") as tmp:
+            if keys is not None:  # RapidOCR reads the dictionary from a file, once, at load
+                keys_file = Path(tmp) / "keys.txt"
+                keys_file.write_text("".join(f"{c}\n" for c in keys), encoding="utf-8")
+                params["Rec.rec_keys_path"] = str(keys_file)
+            self._ocr = RapidOCR(params=params)
+            # Load both models now, so that the first timed batch does not pay for it.
+            self._rec = self._ocr._load_rec_model()
+            self._ocr._load_det_model()
 
     def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
         from rapidocr.ch_ppocr_rec import TextRecInput
