@@ -106,7 +106,7 @@ def test_substitution_examples_from_the_notes():
         ("1", "north_america"),
         ("5", "north_america"),
         ("6", "oceania"),
-        ("7", "north_america"),  # 7H: United States (7F-70)
+        ("7", "north_america"),  # 7H: United States (7F-70); 7A-7E New Zealand
         ("8", "south_america"),
         ("9", "south_america"),
         ("A", "africa"),

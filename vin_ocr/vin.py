@@ -120,15 +120,18 @@ def check_digit_ok(vin: str) -> bool:
         return False
 
 
-#: ISO 3780 regions by the first WMI character (as ``vininfo``'s table); :func:`region` lets the
-#: country decide where that table is out of date (see :data:`_REGION_OF_COUNTRY`).
+#: ISO 3780 regions by the first WMI character (``vininfo``'s table, except ``H``: China's, as
+#: vininfo's own country table says, and ``7``: mostly United States now); :func:`region` lets the
+#: country decide where one character does not (``7A``-``7E``: see :data:`_REGION_OF_COUNTRY`).
 _REGION_OF_FIRST: dict[str, str] = {
-    **dict.fromkeys("ABCDEFGH", "africa"),
+    **dict.fromkeys("ABCDEFG", "africa"),
+    "H": "china",
     **dict.fromkeys("JKMNPR", "asia"),
     "L": "china",
     **dict.fromkeys("STUVWXYZ", "europe"),
     **dict.fromkeys("12345", "north_america"),
-    **dict.fromkeys("67", "oceania"),
+    "6": "oceania",
+    "7": "north_america",  # 7F-70 (29 of 34) United States, 7A-7E New Zealand: by the country
     **dict.fromkeys("89", "south_america"),
 }
 #: Countries whose region is not their first character's: ``H`` is China's second WMI letter

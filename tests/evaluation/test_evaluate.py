@@ -13,14 +13,24 @@ import pytest
 
 import vin_ocr
 from vin_ocr.data.sample import ManifestError, read_manifest
-from vin_ocr.evaluation.evaluate import evaluate, run_eval
+from vin_ocr.evaluation.evaluate import check_labels, evaluate, run_eval
 from vin_ocr.evaluation.metric import VinMetric
 from vin_ocr.reading import Reading, TextsFromReadings
 
 from .conftest import eval_cfg
 
 FILES = ("predictions.jsonl", "report.json", "report.md", "per_position.png")
-HEADLINE = ("exact_match", "char_accuracy", "cer", "valid_rate", "empty_rate", "n")
+HEADLINE = (
+    "exact_match",
+    "exact_match_lenient",
+    "char_accuracy",
+    "cer",
+    "norm_edit_dis",
+    "positional_accuracy",
+    "valid_rate",
+    "empty_rate",
+    "n",
+)
 
 
 def rescore(run: Path) -> dict:
@@ -215,3 +225,105 @@ def test_repairs_are_counted_fixed_broken_and_still_wrong(fixture_manifest, tmp_
 def test_reading_confidences_must_match_the_text():
     with pytest.raises(ValueError, match="2 confidences for 3 characters"):
         Reading("ABC", char_conf=(0.5, 0.5))
+
+
+# --- truth labels (issue 12): never scored silently as given ---------------------------------
+
+
+def _manifest(tmp_path: Path, fixture_manifest: Path, vins: list) -> Path:
+    """A manifest in ``tmp_path`` whose rows label the fixture's line crops with ``vins`` (an
+    image may repeat: ``(index, vin)`` pairs)."""
+    root = fixture_manifest.parent
+    rows = [{"image": str(root / f"line{i}.png"), "vin": v} for i, v in vins]
+    path = tmp_path / "labels.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+BAD_LABELS = [
+    ("1M8GDM9AXKPO42788", "holds 'O'"),
+    ("1M8GDM9AXKP04278", "has 16 characters, not 17"),
+    ("1M8GDM9AX KP042788", "holds a space"),
+    (12345678901234567, "is a int, not a string"),
+    ("1HGCM82633A00435Q2", "holds 'Q' \\(never in a VIN\\) and has 18 characters"),
+]
+
+
+@pytest.mark.parametrize(("label", "why"), BAD_LABELS)
+def test_invalid_label_is_an_error_naming_file_and_line(fixture_manifest, tmp_path, label, why):
+    from .conftest import VINS
+
+    man = _manifest(tmp_path, fixture_manifest, [(0, VINS[0]), (1, label)])
+    out = tmp_path / "o"
+    with pytest.raises(ManifestError, match=rf"(?s)1 truth label.*labels\.jsonl:2: vin .*{why}"):
+        evaluate(eval_cfg("data=manifest", f"data.path={man}", f"out_dir={out}"))
+    assert not out.exists()  # checked before any engine is built or file written
+
+
+def test_labels_skip_mode_duplicates_unlabelled_are_counted(fixture_manifest, tmp_path):
+    from .conftest import VINS
+
+    rows = [(0, VINS[0]), (1, " " + VINS[1].lower()), (0, VINS[0]), (2, "")]
+    rows += [(i, label) for i, (label, _) in zip((3, 3, 3, 3, 3), BAD_LABELS, strict=True)]
+    man = _manifest(tmp_path, fixture_manifest, rows)
+    samples = read_manifest(man)
+    with pytest.raises(ManifestError, match="5 truth label"):
+        check_labels(samples, man)
+    kept, counts = check_labels(samples, man, "skip")
+    assert [s.vin for s in kept] == [VINS[0], VINS[1], ""]  # case and spaces around forgiven
+    assert counts == {
+        "rows": 9,
+        "invalid_skipped": 5,
+        "duplicates": 1,
+        "unlabelled": 1,
+        "not_valid_vins": 0,
+    }
+    # A repeated image with another label: which one is true cannot be guessed.
+    man = _manifest(tmp_path, fixture_manifest, [(0, VINS[0]), (0, VINS[1])])
+    with pytest.raises(ManifestError, match=r"labels\.jsonl:2: image line0\.png again"):
+        check_labels(read_manifest(man), man)
+
+
+def test_label_notes_reach_the_console_and_the_report(fixture_manifest, tmp_path, capsys):
+    from .conftest import VINS
+
+    wrong_digit = VINS[0][:8] + "3" + VINS[0][9:]  # well-formed, fails the mandatory check digit
+    rows = [(0, VINS[0]), (0, VINS[0]), (1, ""), (2, "JH4KA7561PC0O8269"), (3, wrong_digit)]
+    man = _manifest(tmp_path, fixture_manifest, rows)
+    report = evaluate(
+        eval_cfg(
+            "data=manifest", f"data.path={man}", f"out_dir={tmp_path / 'o'}", "invalid_labels=skip"
+        )
+    )
+    err = capsys.readouterr().err
+    assert "note: labels.jsonl: skipped 1 row(s) whose label is not a VIN" in err
+    assert "note: labels.jsonl: 1 duplicate row(s) (same image, same VIN) counted once" in err
+    assert "note: labels.jsonl: 1 row(s) without a VIN: read, not scored" in err
+    assert "1 label(s) break a VIN rule" in err
+    assert report["n"] == 2 and report["n_unlabelled"] == 1
+    assert report["labels"]["duplicates"] == 1 and report["labels"]["invalid_skipped"] == 1
+    on_disk = json.loads((tmp_path / "o" / "report.json").read_text(encoding="utf-8"))
+    assert set(on_disk["definitions"]) >= {"exact_match", "cer", "char_accuracy", "norm_edit_dis"}
+    assert "## Definitions" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+
+
+class RawEngine(TextsFromReadings):
+    """An engine that returns a set string for every image, to see what the report scores."""
+
+    name = "raw"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def read(self, images, crops=None):
+        return [Reading(self.text) for _ in images]
+
+
+def test_report_scores_the_answer_strictly_and_leniently_beside(fixture_manifest, tmp_path):
+    samples = read_manifest(fixture_manifest)[:1]
+    answer = f"VIN: {samples[0].vin}"
+    report = run_eval(RawEngine(answer), samples, tmp_path, warmup=False, progress=False)
+    assert report["exact_match"] == 0.0 and report["exact_match_lenient"] == 1.0
+    assert report["cer"] == pytest.approx(5 / 17)
+    row = json.loads((tmp_path / "predictions.jsonl").read_text().splitlines()[0])
+    assert row["pred"] == answer and row["lenient"] == samples[0].vin and row["exact"] is False

@@ -237,9 +237,19 @@ def choose(candidates: Sequence[Candidate], search: bool = True) -> Reading:
     best = candidates[0]
     vin = normalize(best.text)
     if not search or not check_digit_mandatory(vin) or _digit_ok(vin):
-        return Reading(best.text, char_conf=best.char_conf)
+        return _answer(best)
     pick = next((c for c in candidates if _valid_mandatory(normalize(c.text))), best)
-    return Reading(pick.text, unconstrained=best.text, char_conf=pick.char_conf)
+    return _answer(pick, unconstrained=vin)
+
+
+def _answer(c: Candidate, unconstrained: str | None = None) -> Reading:
+    """``c`` as the VIN its text holds (:func:`vin_ocr.vin.normalize`; free generation may add a
+    label or spaces), with the confidences of those characters where they are one piece."""
+    vin, conf = normalize(c.text), c.char_conf
+    if vin != c.text:
+        start = c.text.upper().translate(str.maketrans("IOQ", "100")).find(vin)
+        conf = conf[start : start + len(vin)] if start >= 0 and vin else None
+    return Reading(vin, unconstrained=unconstrained, char_conf=conf)
 
 
 def _digit_ok(vin: str) -> bool:

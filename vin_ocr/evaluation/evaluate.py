@@ -5,8 +5,12 @@
 
 With no arguments it runs RapidOCR on the bundled samples, offline. Options: ``batch_size``,
 ``limit`` (first N samples), ``crops`` (``auto``: each sample's ``crop`` flag, else a scene when
-it has a ``box``, else a line crop; ``true``; ``false``). The run folder receives
-``predictions.jsonl``, ``report.json``, ``report.md`` and ``per_position.png``.
+it has a ``box``, else a line crop; ``true``; ``false``), ``invalid_labels`` (``error``, the
+default: a truth label that is not a 17-character VIN string stops the run before any reading,
+naming each file:line; ``skip``: such rows are left out and counted). Duplicate rows of one image
+are scored once; rows without a VIN are read but not scored; both are noted on the console and in
+``report.json``'s ``labels``. The run folder receives ``predictions.jsonl``, ``report.json``
+(with the ``definitions`` of its measures), ``report.md`` and ``per_position.png``.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 import vin_ocr
-from vin_ocr.data.sample import Sample, atomic_write_text, read_manifest
+from vin_ocr.data.sample import ManifestError, Sample, atomic_write_text, jsonl_rows, read_manifest
 from vin_ocr.evaluation.engines import Engine, EngineUnavailable, build_engine
-from vin_ocr.evaluation.metric import VinMetric
+from vin_ocr.evaluation.metric import DEFINITIONS, VinMetric, clean
 from vin_ocr.evaluation.report import (
     fmt,
     plot_per_position,
@@ -99,6 +103,9 @@ class EvalConf:
     crops: Any = "auto"  # auto | true | false
     warmup: bool = True
     top_confusions: int = 20
+    #: A truth label that is not a VIN (``O``/``I``/``Q``, length, spaces, a number): ``error``
+    #: stops before reading, naming file:line; ``skip`` leaves the row out and counts it.
+    invalid_labels: str = "error"
     #: Where the run's files go; ``None``: the Hydra run folder (``hydra.run.dir``).
     out_dir: str | None = None
     progress: bool = True
@@ -179,7 +186,117 @@ def _rel(image: Path, root: Path | None) -> str:
     return image.as_posix()
 
 
-_KIND_KEYS = ("n", "exact_match", "char_accuracy", "cer", "valid_rate", "ms_per_image")
+_KIND_KEYS = (
+    "n",
+    "exact_match",
+    "exact_match_lenient",
+    "char_accuracy",
+    "cer",
+    "valid_rate",
+    "ms_per_image",
+)
+#: What the console summary line shows.
+_CONSOLE_KEYS = ("n", "exact_match", "exact_match_lenient", "cer", "char_accuracy", "ms_per_image")
+
+
+def _label_problem(value: Any) -> str | None:
+    """Why a manifest ``vin`` value is not a usable truth label (None when it is one, or empty).
+    Surrounding whitespace and lower case are forgiven (the answers' clean-up)."""
+    from vin_ocr.vin import _ALPHABET_SET, VIN_LENGTH
+
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return f"vin {value!r} is a {type(value).__name__}, not a string (quote it)"
+    vin = clean(value)
+    if not vin:
+        return None
+    problems = []
+    if any(c.isspace() for c in vin):
+        problems.append("holds a space")
+    bad = sorted({c for c in vin if c not in _ALPHABET_SET and not c.isspace()})
+    if bad:
+        problems.append("holds " + ", ".join(repr(c) for c in bad) + " (never in a VIN)")
+    if len(vin) != VIN_LENGTH:
+        problems.append(f"has {len(vin)} characters, not {VIN_LENGTH}")
+    return f"vin {value!r} " + " and ".join(problems) if problems else None
+
+
+def check_labels(
+    samples: Sequence[Sample], manifest: Path, invalid: str = "error"
+) -> tuple[list[Sample], dict[str, Any]]:
+    """The samples to evaluate and what was found in their truth labels.
+
+    Reads ``manifest``'s raw rows again (for line numbers and the labels' JSON types). A label
+    that is not a VIN (:func:`_label_problem`) is a :class:`ManifestError` listing every such
+    file:line with ``invalid="error"``, or left out with ``invalid="skip"``. A row repeating an
+    image already listed is left out (a conflicting label for it is an error, or skipped with
+    the first row). Labels are kept as written, cleaned of case and surrounding whitespace.
+    Returns the kept samples and counts: ``rows``, ``invalid_skipped``, ``duplicates``,
+    ``unlabelled``, ``not_valid_vins`` (well-formed labels that break a VIN rule, e.g. a
+    mandatory check digit; scored as given)."""
+    from dataclasses import replace
+
+    from vin_ocr.vin import is_valid
+
+    if invalid not in ("error", "skip"):
+        raise ValueError(f"invalid_labels={invalid!r}: expected error or skip")
+    rows = list(jsonl_rows(manifest))
+    if len(rows) != len(samples):  # not the manifest these samples came from
+        raise ValueError(f"{manifest}: {len(rows)} rows but {len(samples)} samples")
+    problems: list[str] = []
+    seen: dict[Path, tuple[int, str]] = {}
+    kept: list[Sample] = []
+    counts = {"rows": len(rows), "invalid_skipped": 0, "duplicates": 0, "unlabelled": 0}
+    counts["not_valid_vins"] = 0
+    for (lineno, obj), sample in zip(rows, samples, strict=True):
+        where = f"{manifest}:{lineno}"
+        problem = _label_problem(obj.get("vin"))
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        vin = clean(str(obj.get("vin") or ""))
+        key = sample.image.resolve()
+        if key in seen:
+            first, first_vin = seen[key]
+            if first_vin != vin:
+                problems.append(
+                    f"{where}: image {sample.image.name} again, labelled {vin!r}; line {first} "
+                    f"says {first_vin!r}"
+                )
+            else:
+                counts["duplicates"] += 1
+            continue
+        seen[key] = (lineno, vin)
+        counts["unlabelled"] += not vin
+        counts["not_valid_vins"] += bool(vin) and not is_valid(vin)
+        kept.append(replace(sample, vin=vin))
+    if problems and invalid == "error":
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ManifestError(
+            f"{len(problems)} truth label(s) are not VINs (17 characters from 0-9 and A-Z "
+            f"without I, O, Q):\n  {shown}{more}\nFix them, or pass invalid_labels=skip to "
+            "leave those rows out"
+        )
+    counts["invalid_skipped"] = len(problems)
+    return kept, counts
+
+
+def _label_notes(counts: dict[str, Any], manifest: Path) -> list[str]:
+    notes = []
+    if counts["invalid_skipped"]:
+        notes.append(f"skipped {counts['invalid_skipped']} row(s) whose label is not a VIN")
+    if counts["duplicates"]:
+        notes.append(f"{counts['duplicates']} duplicate row(s) (same image, same VIN) counted once")
+    if counts["unlabelled"]:
+        notes.append(f"{counts['unlabelled']} row(s) without a VIN: read, not scored")
+    if counts["not_valid_vins"]:
+        notes.append(
+            f"{counts['not_valid_vins']} label(s) break a VIN rule (e.g. a mandatory check "
+            "digit): scored as given"
+        )
+    return [f"note: {manifest.name}: {n}" for n in notes]
 
 
 def _read_timed(
@@ -202,10 +319,11 @@ def _read_timed(
     return readings, latency
 
 
-def repair_counts(rows: Sequence[dict[str, Any]], normalize: Any) -> dict[str, int]:
+def repair_counts(rows: Sequence[dict[str, Any]], normalize: Any = clean) -> dict[str, int]:
     """What the VIN-constrained search did on the labelled rows: how many readings it changed,
     how many of those it fixed (wrong before, exact after), broke (exact before, wrong after), or
-    left wrong; and how many readings it could have run on (``searched``)."""
+    left wrong; and how many readings it could have run on (``searched``). "Exact before" is
+    the strict measure on ``unconstrained``."""
     out = {"searched": 0, "changed": 0, "fixed": 0, "broke": 0, "still_wrong": 0}
     for r in rows:
         if r["exact"] is None or "unconstrained" not in r:
@@ -233,11 +351,13 @@ def run_eval(
     manifest: Path | None = None,
     engine_config: dict[str, Any] | None = None,
     progress: bool = True,
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``engine`` over ``samples`` in batches, score, write the run's four files.
 
     Returns the report (the dict written to ``report.json``), with ``files`` naming what was
-    written. Samples without a label are predicted and written but not scored.
+    written. Samples without a label are predicted and written but not scored. ``labels``
+    (from :func:`check_labels`) is written into the report as it is.
     """
     from tqdm import tqdm
 
@@ -270,9 +390,10 @@ def run_eval(
                     sc = metric.update(s.vin, raw, latency_s=per_image)
                     by_kind["crop" if crop else "scene"].update(s.vin, raw, latency_s=per_image)
                     row.update(truth=sc.truth, pred=sc.pred, exact=sc.exact, valid=sc.valid)
+                    row.update(lenient=sc.lenient, exact_lenient=sc.exact_lenient)
                     row.update(cer=sc.cer, char_accuracy=sc.char_accuracy)
                 else:
-                    pred = metric.normalize(raw)
+                    pred = clean(raw)
                     valid = bool(pred) and metric.is_valid(pred)
                     row.update(pred=pred, exact=None, valid=valid, cer=None, char_accuracy=None)
                 row.update(latency_s=per_image, crop=crop)
@@ -284,7 +405,7 @@ def run_eval(
     report: dict[str, Any] = metric.summary()
     report.update(
         n_unlabelled=sum(r["exact"] is None for r in rows),
-        repairs=repair_counts(rows, metric.normalize),
+        repairs=repair_counts(rows),
         by_kind={
             kind: {k: v for k, v in m.summary().items() if k in _KIND_KEYS}
             for kind, m in by_kind.items()
@@ -298,6 +419,8 @@ def run_eval(
         timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         versions=_versions(engine),
         command=" ".join(sys.argv),
+        labels=labels,
+        definitions=DEFINITIONS,
     )
     errors = [r for r in rows if r["exact"] is False][:10]
     png = out / "per_position.png"
@@ -323,11 +446,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             raise ValueError("out_dir is not set and no Hydra run folder exists: pass out_dir=DIR")
         out_dir = Path(HydraConfig.get().runtime.output_dir)
     manifest = resolve_manifest(cfg.data.path)
-    samples = read_manifest(manifest)
+    samples, labels = check_labels(read_manifest(manifest), manifest, cfg.invalid_labels)
     if cfg.limit is not None:
         if cfg.limit < 1:
             raise ValueError(f"limit={cfg.limit}: must be at least 1 (or null for all)")
         samples = samples[: cfg.limit]
+    for note in _label_notes(labels, manifest):
+        print(note, file=sys.stderr)
     engine_cfg = OmegaConf.to_container(cfg.engine, resolve=True)
     assert isinstance(engine_cfg, dict)
     engine_cfg.pop("_target_", None)
@@ -343,6 +468,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         manifest=manifest,
         engine_config={str(k): v for k, v in engine_cfg.items()},
         progress=cfg.progress,
+        labels=labels,
     )
 
 
@@ -352,8 +478,8 @@ def main(cfg: DictConfig) -> None:
         report = evaluate(cfg)
     except (OSError, ValueError, EngineUnavailable) as e:  # bad input: the message, no trace
         raise SystemExit(f"error: {e}") from e
-    keys = ("n", "exact_match", "char_accuracy", "cer", "valid_rate", "ms_per_image")
-    print(f"{report['engine']['name']}: " + ", ".join(f"{k}={fmt(k, report[k])}" for k in keys))
+    values = ", ".join(f"{k}={fmt(k, report[k])}" for k in _CONSOLE_KEYS)
+    print(f"{report['engine']['name']}: {values}")
     print(f"-> {Path(report['files']['report_md']).parent}")
 
 

@@ -15,8 +15,11 @@ from vin_ocr.data.sample import atomic_write_text
 #: Headline metrics in report order: key, label, higher is better (None: no "best").
 HEADLINE: tuple[tuple[str, str, bool | None], ...] = (
     ("exact_match", "Exact match", True),
-    ("char_accuracy", "Character accuracy", True),
+    ("exact_match_lenient", "Exact match, lenient (VIN found in the output)", True),
     ("cer", "CER", False),
+    ("char_accuracy", "Character accuracy (1 − CER)", True),
+    ("norm_edit_dis", "norm_edit_dis (PaddleOCR)", True),
+    ("positional_accuracy", "Positional accuracy (index by index)", True),
     ("valid_rate", "Valid VIN rate", True),
     ("empty_rate", "Empty rate", False),
     ("ms_per_image", "ms / image (mean)", False),
@@ -25,7 +28,16 @@ HEADLINE: tuple[tuple[str, str, bool | None], ...] = (
     ("images_per_s", "Images / s", True),
     ("n", "Samples", None),
 )
-_PERCENT = {"exact_match", "char_accuracy", "cer", "valid_rate", "empty_rate"}
+_PERCENT = {
+    "exact_match",
+    "exact_match_lenient",
+    "char_accuracy",
+    "cer",
+    "norm_edit_dis",
+    "positional_accuracy",
+    "valid_rate",
+    "empty_rate",
+}
 
 
 def fmt(key: str, value: Any) -> str:
@@ -61,6 +73,13 @@ def render_markdown(report: Mapping[str, Any], errors: Sequence[Mapping[str, Any
         "|---|---|",
     ]
     lines += [f"| {label} | {fmt(key, report.get(key))} |" for key, label, _ in HEADLINE]
+    labels = report.get("labels") or {}
+    noted = {k: v for k, v in labels.items() if k != "rows" and v}
+    if noted:
+        lines += [
+            "",
+            "Labels: " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in noted.items()),
+        ]
     kinds = report.get("by_kind") or {}
     if len(kinds) > 1:
         keys = [(k, lbl) for k, lbl, _ in HEADLINE if k in next(iter(kinds.values()))]
@@ -96,12 +115,14 @@ def render_markdown(report: Mapping[str, Any], errors: Sequence[Mapping[str, Any
             "",
             "## First errors",
             "",
-            "| Image | Truth | Prediction (raw) |",
+            "| Image | Truth | Answer |",
             "|---|---|---|",
         ]
-        lines += [
-            f"| `{e['image']}` | `{e['truth']}` | `{e['pred']}` (`{e['raw']}`) |" for e in errors
-        ]
+        lines += [f"| `{e['image']}` | `{e['truth']}` | `{e['raw']}` |" for e in errors]
+    defs = report.get("definitions") or {}
+    if defs:
+        lines += ["", "## Definitions", ""]
+        lines += [f"- `{k}`: {v}" for k, v in defs.items()]
     return "\n".join(lines) + "\n"
 
 
