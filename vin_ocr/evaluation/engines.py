@@ -76,6 +76,14 @@ def _pick(lines: Sequence[str], boxes: Sequence[Any] | None = None) -> Reading:
     return Reading(text, box=_bounds(boxes[keep[at]]))
 
 
+def _line(text: str) -> Reading:
+    """A line crop's reading as the VIN it holds (:func:`vin_ocr.vin.normalize`: labels and
+    separators dropped, I/O/Q -> 1/0/0): the answer a user receives and the metric scores."""
+    from vin_ocr.vin import normalize
+
+    return Reading(normalize(text))
+
+
 def _bounds(points: Any) -> tuple[int, int, int, int]:
     import numpy as np
 
@@ -173,7 +181,7 @@ class RapidOCREngine(TextsFromReadings):
         if line_idx:
             res = self._rec(TextRecInput(img=[_bgr(images[i]) for i in line_idx]))
             for i, text in zip(line_idx, res.txts or (), strict=True):
-                out[i] = Reading(text)
+                out[i] = _line(text)
         for i, crop in enumerate(flags):
             if not crop:
                 res = self._ocr(_bgr(images[i]))
@@ -240,7 +248,7 @@ class TesseractEngine(TextsFromReadings):
             raise RuntimeError(f"tesseract failed (exit {proc.returncode}): {err}")
         lines = proc.stdout.decode(errors="replace").splitlines()
         if crop:
-            return Reading(" ".join(line.strip() for line in lines if line.strip()))
+            return _line(" ".join(line.strip() for line in lines if line.strip()))
         return _pick(lines)
 
     def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
@@ -311,7 +319,7 @@ class PaddleOCREngine(TextsFromReadings):
             arrays = [_bgr(images[i]) for i in line_idx]
             results = self._rec.predict(input=arrays, batch_size=len(arrays))
             for i, res in zip(line_idx, results, strict=True):
-                out[i] = Reading(str(res["rec_text"]))
+                out[i] = _line(str(res["rec_text"]))
         for i, crop in enumerate(flags):
             if not crop:
                 lines: list[str] = []
