@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 #: Report keys logged for each test set (``eval/<set>/<key>``); ``compare`` reads them back.
 EVAL_KEYS = (
     "exact_match",
+    "exact_match_lenient",
     "char_accuracy",
     "cer",
+    "norm_edit_dis",
     "valid_rate",
     "empty_rate",
     "ms_per_image",
