@@ -12,12 +12,18 @@ harness, the reports and the demo app treat them alike:
 - ``char_conf``: one confidence in [0, 1] per character of ``text``, where the engine has them;
 - ``box``: ``(left, top, right, bottom)`` in pixels of the line that was read inside the image
   (scenes, after text detection); ``None`` when the whole image was read.
+- ``source``: where the VIN came from once the image's barcodes were searched
+  (:func:`vin_ocr.barcode.fuse`): ``"ocr"``, ``"barcode"``, ``"agree"`` (both, the same VIN)
+  or ``"disagree"`` (both, different); ``None`` when no barcode search ran;
+- ``alternative``: in a disagreement, the reading that lost (reported, never hidden).
 
 >>> r = Reading("1HGCM82633A004352", unconstrained="1HGCM82633AO04352")
 >>> r.repaired, r.check_digit_ok
 (True, True)
 >>> Reading("1HGCM82633A004352").repaired
 False
+>>> Reading("1HGCM82633A004352", source="disagree", alternative="1HGCM82633A004353").to_json()
+{'text': '1HGCM82633A004352', 'source': 'disagree', 'alternative': '1HGCM82633A004353'}
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+#: Values of :attr:`Reading.source` (``None``: no barcode search ran).
+SOURCES = (None, "ocr", "barcode", "agree", "disagree")
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -33,8 +42,15 @@ class Reading:
     unconstrained: str | None = None
     char_conf: tuple[float, ...] | None = None
     box: tuple[int, int, int, int] | None = None
+    source: str | None = None
+    alternative: str | None = None
 
     def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(
+                f"Reading({self.text!r}): source={self.source!r}, expected one of "
+                f"{', '.join(map(repr, SOURCES))}"
+            )
         if self.char_conf is not None and len(self.char_conf) != len(self.text):
             raise ValueError(
                 f"Reading({self.text!r}): {len(self.char_conf)} confidences for "
@@ -63,6 +79,10 @@ class Reading:
             out["char_conf"] = [round(c, 4) for c in self.char_conf]
         if self.box is not None:
             out["box"] = list(self.box)
+        if self.source is not None:
+            out["source"] = self.source
+        if self.alternative is not None:
+            out["alternative"] = self.alternative
         return out
 
 

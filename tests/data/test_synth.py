@@ -312,6 +312,20 @@ def test_code39_pattern_of_a_known_symbol():
     assert bars.shape == (2, len(row))
 
 
+def test_code39_fractional_module_keeps_the_ink_and_decodes():
+    import zxingcpp
+
+    whole = synth._code39("1M8GDM9AXKP042788", 1, 1)[0]
+    part = synth._code39("1M8GDM9AXKP042788", 1.3, 40)
+    assert part.shape == (40, int(np.ceil(whole.size * 1.3)))
+    assert part.min() >= 0 and part.max() <= 1
+    assert abs(part[0].sum() - 1.3 * whole.sum()) < 1e-3  # each bar covers 1.3 px per module
+    assert {round(float(v), 2) for v in part[0]} - {0.0, 1.0}  # edges fall inside pixels
+    img = np.full((60, part.shape[1] + 40), 255, np.uint8)
+    img[10:50, 20:-20] = (255 * (1 - part)).astype(np.uint8)
+    assert [b.text for b in zxingcpp.read_barcodes(img)] == ["1M8GDM9AXKP042788"]
+
+
 # --- the bundled sample set ------------------------------------------------------------------
 
 

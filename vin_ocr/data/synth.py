@@ -298,16 +298,25 @@ def _fit_size(font: str, text: str, target_h: float) -> int:
     return int(_SIZES[np.abs(_SIZES - want).argmin()])
 
 
-def _code39(text: str, module: int, height: int) -> Arr:
-    """Code 39 of ``text`` (``*`` start/stop added) as a float mask (1 = bar), no quiet zones."""
-    from barcode.charsets import code39
+def _code39(text: str, module: float, height: int) -> Arr:
+    """Code 39 of ``text`` as a float mask (1 = bar) ``module`` pixels per narrow module.
 
-    bits = code39.EDGE + "0"
-    for ch in text:
-        bits += code39.MAP[ch][1] + "0"
-    bits += code39.EDGE
-    row = np.repeat(np.frombuffer(bits.encode(), dtype=np.uint8) - 48, module).astype(np.float32)
-    return np.broadcast_to(row, (height, row.size)).copy()
+    The bar/space pattern is python-barcode's (``*`` start/stop added, no check character,
+    wide = 3 narrow modules, one narrow gap between characters), so a reader sees the symbol
+    the library would print; no quiet zones (the caller leaves them). ``module`` may be
+    fractional: each pixel column gets the share of it that the bars cover, as a printer's dots
+    averaged by a camera would, instead of rounding every bar to whole pixels.
+    """
+    import barcode
+
+    bits = np.frombuffer(
+        barcode.Code39(text, add_checksum=False).build()[0].encode(), dtype=np.uint8
+    ) - ord("0")
+    # Coverage of pixel column x = integral of the bit pattern over [x, x + 1) in module units.
+    cum = np.concatenate([[0.0], np.cumsum(bits, dtype=np.float64)])
+    edges = np.arange(math.ceil(bits.size * module) + 1) / module
+    row = np.diff(np.interp(edges, np.arange(bits.size + 1), cum)) * module
+    return np.broadcast_to(np.clip(row, 0, 1).astype(np.float32), (height, row.size)).copy()
 
 
 # --- looks: fonts and styles -----------------------------------------------------------------
@@ -698,14 +707,21 @@ def _scene_sticker(
         pre.draw(pm, pad, vin_box[1], rng)
         ink = np.maximum(ink, _mask(pm))
     # Barcode of the VIN (sometimes with the import marker ``I``) under the text.
+    # Real labels print it across most of their width (narrow module ~0.2-0.25 mm on a label
+    # ~10 cm wide), with a quiet zone of at least 10 modules each side; a fractional module
+    # width in pixels, as a camera sees it. Whether it stays readable is up to the augmentations.
     code = ("I" if rng.random() < 0.2 else "") + vin
-    module = max(1, int((lw - 2 * pad) / (len(code) + 2) / 16 * rng.uniform(0.6, 0.95)))
+    n_modules = 16 * (len(code) + 2) - 1  # python-barcode's Code 39: 16 per character, less a gap
+    # At least 1.25 px per module (a clean render decodes), at most what fits the label.
+    fit = (lw - 14) / (n_modules + 20)
+    module = min(fit, max(1.25, (lw - 2 * pad) * rng.uniform(0.6, 0.95) / n_modules))
     bar_h = round(lh * rng.uniform(0.1, 0.16))
     bars = _code39(code, module, bar_h)
     by = max(b[3] for b in boxes) + round(gap * 1.5)
-    if by + bar_h < lh - 2 and pad + bars.shape[1] < lw:
-        ink[by : by + bar_h, pad : pad + bars.shape[1]] = np.maximum(
-            ink[by : by + bar_h, pad : pad + bars.shape[1]], bars
+    bx = max(min(pad, lw - 5 - bars.shape[1] - math.ceil(10 * module)), math.ceil(10 * module) + 5)
+    if by + bar_h < lh - 2 and bx + bars.shape[1] + 10 * module <= lw - 5:
+        ink[by : by + bar_h, bx : bx + bars.shape[1]] = np.maximum(
+            ink[by : by + bar_h, bx : bx + bars.shape[1]], bars
         )
     _ink(st, label, ink, small, nrng)
     _ink(st, label, _mask(drawn["vin"]), vt.size, nrng)
