@@ -365,3 +365,89 @@ def test_pick_vin_joins_split_lines_and_handles_nothing():
     assert V.pick_vin([]) == ""
     # Only a VIN with one character lost: the best guess is still that line.
     assert V.pick_vin(["HONDA", "VIN: 1HGCM8263A004352", "GVWR 1980"]) == "1HGCM8263A004352"
+
+
+# --- against vininfo on thousands of generated VINs --------------------------------------------
+
+_VININFO_REGION = {
+    "Africa": "africa",
+    "Asia": "asia",
+    "Europe": "europe",
+    "North America": "north_america",
+    "Oceania": "oceania",
+    "South America": "south_america",
+}
+
+
+def _peer_vins(seed: int, n: int) -> list[str]:
+    """Realistic VINs (random_vin), VINs on every WMI vininfo lists, and random strings."""
+    from vininfo.dicts import WMI
+
+    rng = random.Random(seed)
+    wmis = sorted(w for w in WMI if set(w) <= set(V.ALPHABET))  # vininfo lists "WFO" too
+    out = []
+    for i in range(n):
+        kind = i % 3
+        if kind == 0:
+            out.append(V.random_vin(rng))
+            continue
+        rest = "".join(rng.choice(V.ALPHABET) for _ in range(17))
+        vin = (rng.choice(wmis) + rest)[:17] if kind == 1 else rest
+        out.append(vin[:8] + (V.check_digit(vin) if rng.random() < 0.5 else vin[8]) + vin[9:])
+    return out
+
+
+def _expected_region(vin: str) -> str:
+    """vininfo's region, with the disagreements docs/vin.md lists: China (``L``, ``H``) is a
+    region of its own here (vininfo: Asia for L, none for H although its country table says
+    China), ``D``-``G`` stay in Africa (ISO 3780; vininfo: none), ``7A``-``7E`` are New Zealand's
+    (vininfo: North America)."""
+    if vin[0] in "LH":
+        return "china"
+    if vin[0] in "DEFG":
+        return "africa"
+    if vin[:2] in ("7A", "7B", "7C", "7D", "7E"):
+        return "oceania"
+    return _VININFO_REGION.get(Vin(vin).region or "", "unknown")  # "0...": none
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rules_agree_with_vininfo_except_the_documented_overrides(seed):
+    from datetime import UTC, datetime
+
+    this_year = datetime.now(UTC).year + 1  # vininfo's years stop at next year too
+    disagreements = {"country": 0, "region": 0, "manufacturer_0": 0, "6FP": 0}
+    for vin in _peer_vins(seed, 3000):
+        peer = Vin(vin)
+        ours_country = V.country(vin)
+        if vin[:2] in ("7A", "7B", "7C", "7D", "7E"):  # ISO 3780: New Zealand; vininfo: US
+            assert (ours_country, peer.country) == ("New Zealand", "United States")
+            disagreements["country"] += 1
+        else:
+            assert ours_country == peer.country, vin
+        if V.region(vin) != _VININFO_REGION.get(peer.region or "", "unknown"):
+            disagreements["region"] += 1
+        assert V.region(vin) == _expected_region(vin), vin
+        maker = peer.manufacturer
+        if vin[0] == "0":  # no ISO 3780 region starts with 0: no maker here, vininfo has some
+            disagreements["manufacturer_0"] += maker != "UnsupportedBrand"
+            assert V.manufacturer(vin) is None
+        else:
+            assert V.manufacturer(vin) == (None if maker == "UnsupportedBrand" else maker), vin
+        # Check-digit verdict: the same, Ford Australia (no check digit) included.
+        ours = V.has_check_digit(vin) and V.check_digit_ok(vin)
+        assert ours == peer.verify_checksum(check_year=False), vin
+        disagreements["6FP"] += vin.startswith("6FP") and V.check_digit_ok(vin)
+        # Model years: the same candidates (vininfo's descending), position 11 for 6FP.
+        assert V.model_years(vin) == sorted(y for y in peer.years if y <= this_year), vin
+    # Each override was exercised (the test would not notice them otherwise).
+    assert disagreements["country"] and disagreements["region"] and disagreements["6FP"]
+
+
+def test_check_digit_mandatory_follows_the_region_everywhere():
+    for vin in _peer_vins(5, 3000):
+        check = V.validate(vin)
+        mandatory = V.region(vin) in ("north_america", "china")
+        assert check.check_digit_mandatory == mandatory
+        if mandatory and not V.check_digit_ok(vin):
+            assert not check.valid and any("mandatory" in r for r in check.reasons), vin

@@ -120,9 +120,10 @@ def check_digit_ok(vin: str) -> bool:
         return False
 
 
-#: ISO 3780 regions by the first WMI character (``vininfo``'s table, except ``H``: China's, as
-#: vininfo's own country table says, and ``7``: mostly United States now); :func:`region` lets the
-#: country decide where one character does not (``7A``-``7E``: see :data:`_REGION_OF_COUNTRY`).
+#: Regions by the first WMI character: vininfo 1.11's table (``A``-``C`` Africa, ``7`` North
+#: America, ...) plus China (``L``, and ``H``, which vininfo's country table gives to China while
+#: its region table gives it none) and ``D``-``G`` kept in Africa as ISO 3780 has them (vininfo:
+#: none). :func:`region` lets the country decide where one character does not.
 _REGION_OF_FIRST: dict[str, str] = {
     **dict.fromkeys("ABCDEFG", "africa"),
     "H": "china",
@@ -131,12 +132,10 @@ _REGION_OF_FIRST: dict[str, str] = {
     **dict.fromkeys("STUVWXYZ", "europe"),
     **dict.fromkeys("12345", "north_america"),
     "6": "oceania",
-    "7": "north_america",  # 7F-70 (29 of 34) United States, 7A-7E New Zealand: by the country
+    "7": "north_america",  # 7F-70 United States; 7A-7E New Zealand, by the country below
     **dict.fromkeys("89", "south_america"),
 }
-#: Countries whose region is not their first character's: ``H`` is China's second WMI letter
-#: (vininfo's country table already says so, its region table still says Africa), ``7F``-``70``
-#: are United States WMIs (``7SA`` Tesla, ``7FA`` Honda), ``7A``-``7E`` New Zealand's.
+#: Countries whose region is not their first character's (``7A``-``7E``: New Zealand).
 _REGION_OF_COUNTRY = {"China": "china", "United States": "north_america", "New Zealand": "oceania"}
 #: Where vininfo's country table is wrong: SAE/ISO 3780 give ``7A``-``7E`` to New Zealand
 #: (vininfo: every ``7`` is the United States).
@@ -168,8 +167,8 @@ def region(vin: str) -> str:
 
     >>> region("1M8GDM9AXKP042788"), region("LSVAB2BM0EN000000"), region("WVWZZZ1JZXW000001")
     ('north_america', 'china', 'europe')
-    >>> region("7SAYGDEE1PF000001"), region("HJRPBGJB5PF000001")  # United States, China
-    ('north_america', 'china')
+    >>> region("7SAYGDEE1PF000001"), region("HJRPBGJB5PF000001"), region("7A3CL1234A1000001")
+    ('north_america', 'china', 'oceania')
     """
     first = vin[:1].upper()
     if first not in _REGION_OF_FIRST:
