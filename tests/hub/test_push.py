@@ -157,3 +157,85 @@ def test_secrets_are_not_staged(trained_run, tmp_path, monkeypatch):
     for path in out.rglob("*"):
         if path.is_file():
             assert FAKE_TOKEN.encode() not in path.read_bytes(), path
+
+
+def fake_hub(monkeypatch, tmp_path) -> list[FakeApi]:
+    """Make ``huggingface_hub.HfApi(token=...)`` build a FakeApi (what push_run does by default);
+    returns the list of APIs built."""
+    import huggingface_hub
+
+    built: list[FakeApi] = []
+
+    def make(token=None):
+        assert token == FAKE_TOKEN
+        built.append(FakeApi(tmp_path))
+        return built[-1]
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    monkeypatch.setattr(huggingface_hub, "HfApi", make)
+    return built
+
+
+def merge_cfg(*overrides):
+    from hydra import compose, initialize_config_dir
+
+    import vin_ocr
+
+    with initialize_config_dir(str(vin_ocr.CONFIG_DIR), version_base="1.3"):
+        return compose("merge", overrides=["hardware.device=cpu", "verify.samples=2", *overrides])
+
+
+def test_training_pushes_at_the_end(tmp_path, monkeypatch, make_run):
+    """``hub.push=true`` at the end of a real training run: one commit of the finished run."""
+    built = fake_hub(monkeypatch, tmp_path)
+    run, result = make_run(tmp_path, "pushed", "hub.push=true", "hub.repo_id=acme/vin-reader")
+    [api] = built
+    [commit] = api.commits
+    assert commit["repo"] == "acme/vin-reader" and sorted(commit["adds"]) == MERGED
+    assert commit["adds"]["run.json"] and (run / "run.json").is_file()
+    assert (
+        commit["adds"]["model/model.safetensors"] == (run / "model/model.safetensors").read_bytes()
+    )
+    assert "hub" not in result.artefacts  # pushed, not staged
+
+
+def test_merge_then_push_and_dry_run(trained_run, tmp_path, monkeypatch):
+    """``hub.push`` / ``hub.dry_run`` after a merge publish the merged folder, not the run."""
+    from vin_ocr.training.merge import merge
+
+    built = fake_hub(monkeypatch, tmp_path)
+    before = snapshot(trained_run)
+    out = tmp_path / "merged"
+    result = merge(merge_cfg(f"run={trained_run}", f"out={out}", "hub.push=true",
+                             "hub.repo_id=acme/vin-merged"))  # fmt: skip
+    [api] = built
+    [commit] = api.commits
+    assert commit["repo"] == "acme/vin-merged" and result.pushed.files == sorted(commit["adds"])
+    assert (
+        commit["adds"]["model/model.safetensors"] == (out / "model/model.safetensors").read_bytes()
+    )
+    assert "## Merge" in commit["adds"]["README.md"].decode()
+    staged = merge(merge_cfg(f"run={trained_run}", f"out={tmp_path / 'm2'}", "hub.dry_run=true"))
+    assert staged.pushed.staged == tmp_path / "m2" / "hub_upload"
+    assert sorted(staged.pushed.files) == sorted(commit["adds"]) and len(built) == 1
+    assert snapshot(trained_run) == before
+
+
+def test_a_full_fine_tune_is_pushed_as_it_is(full_run, tmp_path, monkeypatch, capsys):
+    """docs/publishing.md: the merge CLI publishes a full (non-LoRA) fine-tune, with its card."""
+    from vin_ocr.training.merge import merge
+
+    assert not (full_run / "model" / "adapter").exists()
+    built = fake_hub(monkeypatch, tmp_path)
+    before = snapshot(full_run)
+    result = merge(merge_cfg(f"run={full_run}", "hub.push=true", "hub.repo_id=acme/vin-full"))
+    [commit] = built[0].commits
+    assert sorted(commit["adds"]) == MERGED and result.verification is None
+    assert (
+        commit["adds"]["model/model.safetensors"]
+        == (full_run / "model/model.safetensors").read_bytes()
+    )
+    card = commit["adds"]["README.md"].decode()
+    assert "acme/vin-full" in card and "merged-lora" not in card
+    assert "published as it is" in capsys.readouterr().out
+    assert snapshot(full_run) == before

@@ -271,3 +271,65 @@ def test_load_run_reads_an_adapter_only_run(base, samples, tmp_path):
     engine = load_run(tmp_path)
     assert type(engine.model).__name__ == "PeftModel"
     assert engine.predict(images) == family.predict(peft, images)
+
+
+def test_bad_merges_fail_before_any_work_or_write(base, tmp_path, monkeypatch):
+    """Each bad request ends with one MergeError/HubError naming the problem; nothing written."""
+    from vin_ocr.hub.push import HubError
+
+    family, model = base
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    adapter_run(a, model, family, seed=10)
+    adapter_run(b, model, family, seed=11)
+    (b / "run.json").write_text(json.dumps({**INFO, "family": "pp_ocr"}))
+    full = tmp_path / "full"
+    (full / "model").mkdir(parents=True)
+    (full / "model" / "model.safetensors").write_bytes(b"weights")
+    (full / "run.json").write_text(json.dumps(INFO))
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    cases = [
+        ([f"run={a}", "hub.push=true"], HubError, "hub.push=true needs hub.repo_id=org/name"),
+        ([f"run={a}", "hub.push=true", "hub.repo_id=no org"], HubError, "must be org/name"),
+        ([f"adapters=[{a},{b}]"], MergeError, "different model families cannot be combined"),
+        ([f"run={full}"], MergeError, "is a full fine-tune .* nothing to merge.* hub.push=true"),
+        ([f"run={full}", "hub.dry_run=true", f"out={out}"], MergeError, "merges only"),
+        ([f"run={a}", f"out={out}"], MergeError, "exists; choose another out= or set overwrite"),
+    ]
+    for overrides, error, message in cases:
+        with pytest.raises(error, match=message):
+            merge(merge_cfg(*overrides))
+    assert not (a / "merged").exists() and not (b / "merged").exists()
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(HubError, match="no Hugging Face token"):  # before the merge, not after
+        merge(merge_cfg(f"run={a}", "hub.push=true", "hub.repo_id=acme/vin"))
+    assert not (a / "merged").exists()
+
+
+def test_pp_ocr_lora_runs_are_not_combined_and_the_reason_is_given(base, tmp_path):
+    family, model = base
+    runs = [tmp_path / "eu", tmp_path / "na"]
+    for i, run in enumerate(runs):
+        adapter_run(run, model, family, seed=12 + i)
+        config = run / "model" / "adapter" / "adapter_config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()),
+                                      "modules_to_save": ["head.head"]}))  # fmt: skip
+    with pytest.raises(MergeError, match=r"eu: its adapter also trains \['head.head'\] fully"):
+        merge(merge_cfg(f"adapters=[{runs[0]},{runs[1]}]"))
+    assert not (tmp_path / "merged").exists() and not any(tmp_path.glob("**/merged"))
+
+
+def test_the_merge_cli_prints_one_line_and_exits_1(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "vin_ocr.training.merge", f"run={tmp_path / 'nope'}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"error: {tmp_path / 'nope'}: not a training run folder (no run.json in it or above it)"
+    )

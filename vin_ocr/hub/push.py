@@ -178,6 +178,37 @@ def hub_conf(values: Any) -> HubConf:
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
+def check_repo_id(repo_id: str | None) -> str:
+    """``repo_id`` if it is a valid ``org/name`` Hub id, else :class:`HubError` saying so."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not repo_id:
+        raise HubError("hub.push=true needs hub.repo_id=org/name (or hub.dry_run=true to stage)")
+    try:
+        validate_repo_id(repo_id)
+        if repo_id.count("/") != 1:
+            raise HFValidationError("expected one '/'")
+    except HFValidationError as err:
+        raise HubError(f"hub.repo_id must be org/name, not {repo_id!r} ({err})") from None
+    return repo_id
+
+
+def check_push(values: Any) -> HubConf:
+    """The checks a push needs, made before any expensive work (a training run, a merge): the
+    ``hub`` keys, and for a real push (not a dry run) a valid ``hub.repo_id`` and a token."""
+    conf = hub_conf(values)
+    if conf.push and not conf.dry_run:
+        check_repo_id(conf.repo_id)
+        from huggingface_hub import get_token
+
+        if not get_token():
+            raise HubError(
+                "hub.push=true but no Hugging Face token: set HF_TOKEN or run `hf auth login` "
+                "first (hub.dry_run=true stages the upload without a token)"
+            )
+    return conf
+
+
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0" and os.environ.get("LOCAL_RANK", "0") == "0"
 
@@ -203,8 +234,7 @@ def push_run(run_dir: str | Path, conf: Any, api: Any = None) -> PushResult | No
         print(f"hub dry run: the folder that would be uploaded to {target} is {out}")
         log.info("hub dry run: %d files in %s: %s", len(files), out, ", ".join(files))
         return PushResult(repo_id=conf.repo_id, files=files, staged=out)
-    if not conf.repo_id or conf.repo_id.count("/") != 1:
-        raise HubError(f"hub.repo_id must be org/name, not {conf.repo_id!r}")
+    check_repo_id(conf.repo_id)
     if api is None:
         from huggingface_hub import HfApi, get_token
 

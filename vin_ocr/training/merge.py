@@ -6,6 +6,7 @@
     python -m vin_ocr.training.merge 'adapters=[RUN_A,RUN_B]' combination=ties \\
         'weights=[1.0,0.5]' density=0.5 out=merged/ab          # several adapters, one model
     python -m vin_ocr.training.merge run=RUN_DIR hub.push=true hub.repo_id=org/name
+    python -m vin_ocr.training.merge run=FULL_RUN hub.push=true hub.repo_id=org/name  # push as is
 
 The base is rebuilt from the run's ``run.json`` (``base=`` overrides it) in the run's dtype, never
 in 4 bits: a QLoRA adapter is merged into a 16-bit reload of its base (``requantize=4bit`` can
@@ -18,6 +19,13 @@ and its VIN predictions must be identical, or :class:`MergeVerificationError` is
 nothing is written. The output folder is a run folder (``model/``, ``run.json``, ``README.md``,
 ``eval/`` of the source run), written through a temporary folder renamed when complete, so
 ``engine=checkpoint engine.path=OUT`` and the Hub push read it like any run.
+
+Everything that can be checked is checked before any work or write: the ``hub`` keys (a push
+needs ``hub.repo_id`` and a token), the sources (LoRA runs; one family and base), an existing
+``out``. A full (non-LoRA) fine-tune has nothing to merge: with ``hub.push`` / ``hub.dry_run`` its
+``model/`` is published as it is, with its card. PP-OCR LoRA runs cannot be combined (their
+classifier head is trained fully, PEFT ``modules_to_save``; see docs/publishing.md). The CLI ends
+such cases with one ``error:`` line and exit code 1.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import copy
 import json
 import logging
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 import vin_ocr
 import vin_ocr.hardware  # registers the hardware schema for Hydra
 from vin_ocr.data.sample import Sample, atomic_write_text, read_manifest
-from vin_ocr.hub.push import HubConf, push_run, replace_dir
+from vin_ocr.hub.push import HubConf, HubError, check_push, push_run, replace_dir
 from vin_ocr.models.engine import MODEL_DIR, RUN_FILE
 
 log = logging.getLogger(__name__)
@@ -125,7 +134,7 @@ class MergeResult:
     """What :func:`merge` returns."""
 
     out: Path
-    verification: Verification
+    verification: Verification | None  # None: a full fine-tune pushed as it is (no merge)
     sources: list[Path]
     pushed: Any = None  # a vin_ocr.hub.push.PushResult when hub.push / hub.dry_run
 
@@ -331,16 +340,47 @@ def find_run(path: str | Path) -> tuple[Path, Path, dict[str, Any]]:
     raise MergeError(f"{path}: not a training run folder (no {RUN_FILE} in it or above it)")
 
 
+def _base_name(info: dict[str, Any]) -> str:
+    tiny = " (tiny random)" if info["model"].get("tiny") else ""
+    return f"{info['family']} {info['model'].get('checkpoint')}{tiny}"
+
+
 def _same_base(runs: Sequence[tuple[Path, Path, dict[str, Any]]]) -> None:
     first, _, info = runs[0]
     key = (info["family"], info["model"].get("checkpoint"), info["model"].get("tiny"))
     for run, _, other in runs[1:]:
         theirs = (other["family"], other["model"].get("checkpoint"), other["model"].get("tiny"))
         if theirs != key:
+            what = "model families" if theirs[0] != key[0] else "base models"
             raise MergeError(
-                f"adapters of different base models cannot be combined: {first} is {key}, "
-                f"{run} is {theirs}"
+                f"adapters of different {what} cannot be combined: {first} is "
+                f"{_base_name(info)}, {run} is {_base_name(other)}; combine runs of one base"
             )
+
+
+def _no_trained_modules(runs: Sequence[tuple[Path, Path, dict[str, Any]]]) -> None:
+    """Refuse to combine adapters that carry fully trained modules (PEFT ``modules_to_save``,
+    e.g. PP-OCR's classifier head): ``add_weighted_adapter`` cannot weight them, and averaging
+    independently trained heads has no meaning."""
+    for run, adapter, _ in runs:
+        config = json.loads((adapter / "adapter_config.json").read_text())
+        if config.get("modules_to_save"):
+            raise MergeError(
+                f"{run}: its adapter also trains {config['modules_to_save']} fully (PEFT "
+                "modules_to_save, as every PP-OCR LoRA run does for its VIN head); such adapters "
+                "cannot be combined (PEFT's add_weighted_adapter refuses them and two separately "
+                "trained heads cannot be averaged). Merge each run alone (run=RUN), or train one "
+                "run on both data sets"
+            )
+
+
+def _full_run(path: str | Path) -> Path | None:
+    """The run folder when ``path`` is a finished full (non-LoRA) fine-tune, else None."""
+    run = Path(path)
+    model_dir = run / MODEL_DIR
+    if not (run / RUN_FILE).is_file() or (model_dir / ADAPTER_DIR).exists():
+        return None
+    return run if any(model_dir.glob("model*.safetensors")) else None
 
 
 def _check_conf(conf: MergeConf) -> list[str]:
@@ -369,8 +409,14 @@ def merge(cfg: DictConfig) -> MergeResult:
 
     conf: MergeConf = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     sources = _check_conf(conf)
+    check_push(conf.hub)  # no repo id / no token: say so now, not after the merge
+    full = _full_run(conf.run) if conf.run else None
+    if full is not None:
+        return _publish_full_run(full, conf)
     runs = [find_run(s) for s in sources]
     _same_base(runs)
+    if len(runs) > 1:
+        _no_trained_modules(runs)
     first_run, first_adapter, info = runs[0]
     out = Path(conf.out) if conf.out else _default_out(conf, first_run)
     if out.exists() and not conf.overwrite:
@@ -408,6 +454,23 @@ def merge(cfg: DictConfig) -> MergeResult:
         result.pushed = push_run(out, conf.hub)
     print(f"merged model: {out} (verified: {check.samples} samples identical)")
     return result
+
+
+def _publish_full_run(run: Path, conf: MergeConf) -> MergeResult:
+    """A full fine-tune: nothing to merge; push (or stage) its ``model/`` as is, with its card."""
+    if not (conf.hub.push or conf.hub.dry_run):
+        raise MergeError(
+            f"{run} is a full fine-tune (model/ holds all the weights, no LoRA adapter): there is "
+            "nothing to merge. To publish it: python -m vin_ocr.training.merge "
+            f"run={run} hub.push=true hub.repo_id=org/name (or hub.dry_run=true)"
+        )
+    if conf.out or conf.base or conf.requantize != "none":
+        raise MergeError(
+            f"{run} is a full fine-tune: out=, base= and requantize= apply to merges only"
+        )
+    pushed = push_run(run, conf.hub)
+    print(f"{run}: a full fine-tune, published as it is (no merge)")
+    return MergeResult(out=run, verification=None, sources=[run], pushed=pushed)
 
 
 def _default_out(conf: MergeConf, first_run: Path) -> Path:
@@ -491,7 +554,11 @@ def _requantize(
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="merge", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    merge(cfg)
+    try:
+        merge(cfg)
+    except (MergeError, HubError) as e:  # bad input: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
