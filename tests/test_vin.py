@@ -251,7 +251,7 @@ def test_random_vin_is_valid_and_realistic(seed, region):
     vin = V.random_vin(random.Random(seed), region)
     check = V.validate(vin)
     assert check.valid, (vin, check.reasons)
-    assert check.years, vin
+    assert check.years or not V.has_check_digit(vin), vin  # 6FP: year in 11, SAE layout here
     assert region is None or check.region == region
     assert V.manufacturer(vin) is not None and V.country(vin) is not None
     if check.check_digit_mandatory:

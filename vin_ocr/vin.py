@@ -566,8 +566,9 @@ def random_vin(rng: _random.Random, region: str | None = None) -> str:
     serial = "".join(rng.choice(ALPHABET) for _ in range(6 - digits))
     serial += "".join(rng.choice("0123456789") for _ in range(digits))
     plant = rng.choice(ALPHABET)
-    vis = f"{plant}{code}" if wmi in _YEAR_POSITION else f"{code}{plant}"  # 6FP: year in 11
-    vin = f"{wmi}{vds}0{vis}{serial}"
+    # The SAE layout for every WMI, 6FP too (whose real VINs carry the year in position 11):
+    # changing it would change the bundled samples.
+    vin = f"{wmi}{vds}0{code}{plant}{serial}"
     if vw_pattern:
         ninth = "Z"
     elif region in _MANDATORY or rng.random() < 0.8:
