@@ -13,14 +13,21 @@ PP-OCR and the ONNX/Tesseract baselines run on ``cpu-basic``; a VLM gets the sma
 whose memory holds its bf16 weights with inference headroom, or ``zero-a10g`` with
 ``zero_gpu=true``. No token is ever written: a private model repo needs ``HF_TOKEN`` set as a
 secret in the Space's settings, where ``huggingface_hub`` reads it.
+
+Bad requests end with :class:`SpaceError` (the CLI: one ``error:`` line, exit code 1) and leave
+``out`` as it was: a non-empty ``out`` without ``overwrite=true``, a local path that does not
+exist, a run folder without ``run.json`` or ``model/`` weights (still training, or interrupted),
+a Hub id whose ``run.json`` cannot be read (offline, private, missing) without ``model_config``.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +51,10 @@ INFERENCE_FACTOR = 1.25
 MAX_BUNDLED_RUN_GB = 1.0
 PYTHON_VERSION = "3.11"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+class SpaceError(ValueError):
+    """An export that cannot be done as asked; the message says why and what to do."""
 
 
 @dataclass
@@ -92,7 +103,7 @@ def pick_hardware(
     if requested != "auto":
         known = [h.value for h in SpaceHardware]
         if requested not in known:
-            raise ValueError(f"hardware={requested!r} is not a Space hardware: {', '.join(known)}")
+            raise SpaceError(f"hardware={requested!r} is not a Space hardware: {', '.join(known)}")
         return requested, "set with hardware="
     if model_cfg is None:
         return "cpu-basic", "ONNX/CPU baseline engine"
@@ -109,7 +120,38 @@ def pick_hardware(
     for tier, memory in GPU_TIERS:
         if need <= FITS_BELOW * memory:
             return tier, f"{size}; the smallest GPU tier that holds it ({memory:g} GB)"
-    raise ValueError(f"{size}: more than any single-GPU Space tier; pass hardware=...")
+    raise SpaceError(f"{size}: more than any single-GPU Space tier; pass hardware=...")
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _looks_like_path(model: str) -> bool:
+    """A local path rather than a Hub id: ./x, ../x, /x, ~/x, a/b/c, x/ or an existing a/ in a/b."""
+    if model.startswith((".", "/", "~")) or model.endswith(("/", os.sep)) or model.count("/") > 1:
+        return True
+    return not _HUB_ID.match(model) or (Path(model).parent.is_dir() and "/" in model)
+
+
+def local_run_info(run: Path) -> dict[str, Any]:
+    """run.json of a finished local run folder; :class:`SpaceError` for a half-written one."""
+    if not (run / RUN_FILE).is_file():
+        raise SpaceError(
+            f"model={run}: not a finished run folder (no {RUN_FILE}: still training, or "
+            "interrupted? resume it with resume=auto, or pick a finished run)"
+        )
+    try:
+        info = json.loads((run / RUN_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpaceError(f"model={run}: {RUN_FILE} is damaged ({e})") from None
+    model_dir = run / MODEL_DIR
+    weights = any(model_dir.glob("*.safetensors")) or (model_dir / "adapter").is_dir()
+    if not isinstance(info, dict) or "model" not in info or not weights:
+        raise SpaceError(
+            f"model={run}: the run is incomplete (no {MODEL_DIR}/ weights or no model entry "
+            f"in {RUN_FILE}: interrupted while saving?); finish it or pick another run"
+        )
+    return info
 
 
 def _run_info(model: str, model_config: str | None) -> dict[str, Any] | None:
@@ -119,19 +161,35 @@ def _run_info(model: str, model_config: str | None) -> dict[str, Any] | None:
     if _ALIASES.get(model, model) in ENGINES:
         return None
     path = Path(model).expanduser()
+    if path.is_dir():
+        return local_run_info(path)
+    if path.exists() or _looks_like_path(model):
+        known = ", ".join([BASELINE, *(n for n in ENGINES if n != "checkpoint")])
+        what = "is a file, not a run folder" if path.exists() else "does not exist"
+        raise SpaceError(
+            f"model={model}: the folder {path} {what}. model= takes a run folder, a Hub model "
+            f"id (org/name) or an engine ({known})"
+        )
     try:
-        if path.is_dir():
-            return json.loads((path / RUN_FILE).read_text())
         from huggingface_hub import hf_hub_download
 
         return json.loads(Path(hf_hub_download(model, RUN_FILE)).read_text())
     except Exception as exc:
         if model_config:
             return {"model": OmegaConf.to_container(load_model_cfg(model_config))}
-        raise ValueError(
-            f"model={model}: could not read its {RUN_FILE} ({type(exc).__name__}: {exc}). "
-            "Pass model_config=NAME (configs/model/NAME.yaml) or hardware=FLAVOUR to size the Space"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        offline = " (offline: HF_HUB_OFFLINE is set)" if _offline() else ""
+        raise SpaceError(
+            f"model={model}: no local folder {path}, and {RUN_FILE} of the Hub repo {model} "
+            f"cannot be read{offline} "
+            f"({type(exc).__name__}: {first[:200]}). Pass model_config=NAME "
+            "(configs/model/NAME.yaml) or hardware=FLAVOUR to size the Space, or a local run "
+            "folder (hf download MODEL --local-dir DIR)"
         ) from None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
 # --------------------------------------------------------------------------- files
@@ -220,7 +278,7 @@ def readme(cfg: Any, hardware: str, why: str, hub_model: str | None) -> str:
 def _copy_run(run: Path, dest: Path) -> None:
     size = sum(p.stat().st_size for p in (run / MODEL_DIR).rglob("*") if p.is_file())
     if size > MAX_BUNDLED_RUN_GB * 1024**3:
-        raise ValueError(
+        raise SpaceError(
             f"{run}: {size / 1024**3:.1f} GiB of weights is too much to copy into a Space; "
             "push the run to the Hub and pass its repo id as model="
         )
@@ -265,8 +323,15 @@ def export_space(cfg: Any) -> SpaceExport:
     """Write the Space into ``cfg.out`` (built in a temporary folder, then moved into place, so
     a failure leaves ``out`` as it was); push it when ``cfg.push_to`` is set."""
     out = Path(cfg.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise SpaceError(f"out={out} is a file; give a folder")
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise FileExistsError(f"{out} is not empty; pass overwrite=true to replace it")
+        raise SpaceError(
+            f"out={out} is not empty; choose an empty or new folder, or pass overwrite=true to "
+            "replace its content"
+        )
+    if cfg.push_to:  # before writing anything
+        _check_push_to(str(cfg.push_to))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -284,8 +349,27 @@ def export_space(cfg: Any) -> SpaceExport:
         tmp.rename(out)
     files = tuple(sorted(str(p.relative_to(out)) for p in out.glob("*")))
     if cfg.push_to:
-        push(out, str(cfg.push_to), hardware, bool(cfg.private))
+        try:
+            push(out, str(cfg.push_to), hardware, bool(cfg.private))
+        except Exception as e:  # network, permissions, billing: the folder is written anyway
+            raise SpaceError(
+                f"push to the Space {cfg.push_to} failed ({type(e).__name__}: "
+                f"{str(e).strip()[:200]}); the Space folder {out} is written: push it again "
+                f"with hf upload {cfg.push_to} {out} --repo-type space"
+            ) from None
     return SpaceExport(out, hardware, why, files)
+
+
+def _check_push_to(space_id: str) -> None:
+    from huggingface_hub import get_token
+
+    if not _HUB_ID.match(space_id):
+        raise SpaceError(f"push_to={space_id!r}: expected a Space id user/name")
+    if not get_token():
+        raise SpaceError(
+            f"push_to={space_id}: no Hugging Face token; set HF_TOKEN or run `hf auth login` "
+            "(or leave push_to unset to write the folder only)"
+        )
 
 
 def push(folder: Path, space_id: str, hardware: str, private: bool = False) -> str:
@@ -305,7 +389,11 @@ def push(folder: Path, space_id: str, hardware: str, private: bool = False) -> s
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR / "app"), config_name="space", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    result = export_space(cfg)
+    try:
+        result = export_space(cfg)
+    except SpaceError as e:  # bad input: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(f"Space written to {result.out}: {', '.join(result.files)}")
     print(f"hardware: {result.hardware} ({result.why})")
 
