@@ -52,6 +52,7 @@ def _code39_image(payload: str) -> Image.Image:
         ("AB" + NA + "7", NA),  # 20: the first two and the last
         (" " + NA.lower() + "\n", NA),  # lower case and white space: the same VIN
         ("VIN:" + NA, NA),  # a field of a QR / Data Matrix payload
+        ("[)>\x1e06\x1dI" + EU + "\x1e\x04", EU),  # ISO 15434 field: I + VIN
     ],
 )
 def test_payloads_that_carry_a_vin(payload, expected):
@@ -75,6 +76,10 @@ def test_payloads_that_carry_a_vin(payload, expected):
         "1M8GDM9AXKPO42788",  # forbidden letter O
         "A" * 21,  # longer than any rule
         NA + " " + "1HGCM82633A004352",  # two different VINs in one payload: ambiguous
+        # ISO 15434 parts label (seen on a real photo): a lot number 'T' + 16 characters is no
+        # VIN although it validates as a European one; fields need the check digit
+        "[)>\x1e06\x1dY1220000000000X\x1dP25187045\x1d12V631065646\x1dTB1132713A8SX0201\x1e\x04",
+        "VIN:" + EU,  # a field whose (optional) check digit is wrong
     ],
 )
 def test_payloads_that_are_not_a_vin(payload):

@@ -133,7 +133,7 @@ def vin_from_barcode(text: str) -> str | None:
     The payload is upper-cased (a VIN is written in capitals; Code 39 extended and QR can carry
     lower case) and trimmed of surrounding white space. A payload of several fields (QR/Data
     Matrix, e.g. ``VIN:...``) is split at anything not a letter or digit, and gives a VIN when
-    exactly one field does.
+    exactly one field is ``I`` + a valid VIN or a valid VIN with the right check digit.
 
     >>> vin_from_barcode("1M8GDM9AXKP042788")  # 17: the VIN
     '1M8GDM9AXKP042788'
@@ -149,8 +149,22 @@ def vin_from_barcode(text: str) -> str | None:
     pieces = re.split(r"[^A-Z0-9]+", t)
     if len(pieces) < 2:
         return None
-    vins = {v for v in map(_vin_of_piece, pieces) if v is not None}
+    vins = {v for v in map(_vin_of_field, pieces) if v is not None}
     return vins.pop() if len(vins) == 1 else None
+
+
+def _vin_of_field(field: str) -> str | None:
+    """A field of a multi-field payload: ``I`` + a valid VIN, or a VIN whose check digit is right.
+
+    Stricter than a whole payload: parts labels carry ISO 15434 Data Matrix codes whose fields
+    are 17 letters and digits that validate where the check digit is optional (a lot number
+    ``T`` + 16 characters reads as a European VIN); seen on a real photo of the shared set.
+    """
+    if len(field) == 18 and field[0] == "I" and vinlib.is_valid(field[1:]):
+        return field[1:]
+    if len(field) == vinlib.VIN_LENGTH and vinlib.is_valid(field) and vinlib.check_digit_ok(field):
+        return field
+    return None
 
 
 _FORMAT_RANK = {"Code39": 0, "Code39Ext": 0, "DataMatrix": 1, "QRCode": 2, "Code128": 3}
