@@ -153,6 +153,16 @@ def test_synthetic_sticker_barcode_decodes_on_a_clean_render(index):
     assert got.payload in (vin, "I" + vin)
 
 
+def test_augmentations_decide_when_the_sticker_barcode_is_unreadable():
+    from vin_ocr.data import augment
+
+    img, vin, _ = synth.render_sample(0, seed=3, cfg=CLEAN)
+    for readable in (augment.jpeg(img, 60), augment.gaussian_blur(img, 0.5)):
+        got = barcode_vin(readable)
+        assert got is not None and got.vin == vin
+    assert barcode_vin(augment.gaussian_blur(img, 3.0)) is None  # bars melt together
+
+
 # --- fusion ------------------------------------------------------------------------------------
 
 
