@@ -1,10 +1,13 @@
-# vin-ocr: every target sets up .venv on first use (CPU torch pinned first; see README).
+# vin-ocr: every target sets up .venv on first use (torch pinned first; see README).
 PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
-# torch 2.14.1 + torchvision 0.29.1 are the pair that import together on a CPU machine here;
-# a plain `torch` requirement would pull a multi-GB CUDA build first.
+# torch 2.14.1 + torchvision 0.29.1 are the pair that import together here. From PyPI this is
+# the CUDA build (2.14.1+cu130, ~3 GB of nvidia-* wheels, also on a CPU-only machine; it runs on
+# the CPU). For CPU-only wheels, where PyTorch's index is reachable:
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cpu setup
 TORCH    = torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
 STAMP    = $(VENV)/.installed
 
 .PHONY: setup run eval test lint format bench bench-default system-deps clean
@@ -12,7 +15,7 @@ STAMP    = $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -e ".[dev]" $(TORCH)
 	touch $(STAMP)
 

@@ -263,3 +263,43 @@ def test_an_onnx_with_unknown_classes_is_refused_with_the_reason(tmp_path, one_t
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(EngineUnavailable, match="not a loadable ONNX model"):
         RapidOCREngine(path=str(tmp_path / "junk.onnx"))
+
+
+# --- the test suite itself --------------------------------------------------------------------
+
+SKIPS = """
+import pytest
+
+def test_tool():
+    pytest.skip("apt-get install tesseract-ocr")
+
+def test_package():
+    pytest.importorskip("no_such_package_for_vin_ocr")
+
+@pytest.mark.skipif(True, reason="needs a CUDA device")
+def test_gpu():
+    pass
+"""
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_strict_skips_fail_the_run_except_gpu_ones(tmp_path, strict):
+    """tests/conftest.py: under VIN_OCR_STRICT_SKIPS=1 (.ci/run) a skip fails, a GPU skip stays."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(Path(__file__).parent / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_skips.py").write_text(SKIPS)
+    env = {**os.environ, "VIN_OCR_STRICT_SKIPS": "1" if strict else "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    summary = proc.stdout.strip().splitlines()[-1]
+    if strict:
+        assert proc.returncode == 1 and "2 failed, 1 skipped" in summary, proc.stdout
+        assert "skips fail under VIN_OCR_STRICT_SKIPS=1" in proc.stdout
+    else:
+        assert proc.returncode == 0 and "3 skipped" in summary, proc.stdout

@@ -72,8 +72,12 @@ def test_rapidocr_run_writes_four_files_and_consistent_numbers(rapidocr_run):
     assert [r["crop"] for r in rows] == [True] * 4 + [False, True]  # the scene: box, no flag
     assert rows[4]["pred"] == rows[4]["truth"]  # pick_vin found the VIN among 3 lines
     assert rows[5]["exact"] is None and rows[5]["pred"]  # unlabelled: predicted, not scored
-    # the scene costs more than a line crop: latencies are per call kind, not per batch
-    assert rows[4]["latency_s"] > rows[0]["latency_s"]
+    # latencies are per call kind, not per batch (batch_size=3: [crop crop crop] [crop scene
+    # crop]): the crops of one call share its time, the scene has a call of its own (no timing
+    # comparison: that is flaky on a loaded machine)
+    latency = [r["latency_s"] for r in rows]
+    assert all(x > 0 for x in latency)
+    assert latency[0] == latency[1] == latency[2] and latency[3] == latency[5]
     kinds = report["by_kind"]
     assert (kinds["crop"]["n"], kinds["scene"]["n"]) == (4, 1)
     assert kinds["scene"]["ms_per_image"] == pytest.approx(1000 * rows[4]["latency_s"])

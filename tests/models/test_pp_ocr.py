@@ -264,4 +264,6 @@ def test_the_model_yaml_configures_the_family():
     assert family.settings.checkpoint == "rapidocr" and family.settings.head in ("vin", "masked")
     cfg.tiny = True
     model, _ = family.build(cfg, None)
-    assert model.config.head_out_channels == len(family.class_index) or cfg.head == "masked"
+    assert len(family.class_index) == len(VIN_CHARSET)  # both heads: blank + 33 VIN classes
+    want = len(VIN_CHARSET) if cfg.head == "vin" else len(TINY_CHARSET)  # masked: full charset
+    assert model.config.head_out_channels == want
