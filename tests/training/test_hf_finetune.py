@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 import vin_ocr
+import vin_ocr.training.hf_finetune
 from vin_ocr.data.sample import read_manifest
 
 TINY = ["model.tiny=true", "hardware.device=cpu"]
@@ -73,40 +73,87 @@ def test_mistyped_training_data_key_fails_at_compose():
         _cfg([*TINY, "data.synth_trian=3"])
 
 
-@pytest.mark.slow
-def test_killed_run_resumes_to_the_same_state(tmp_path):
-    """SIGKILL a run after its first checkpoint; training.resume=auto ends where an
-    uninterrupted run ends (same weights)."""
+# A run where the best validation step (2) is neither the last one nor a checkpoint's own step
+# after it: resuming without the best model in the checkpoint would publish other weights.
+KILL_RUN = [
+    *TINY, "training.max_steps=6", "training.save_every=2", "training.eval_every=2",
+    "training.batch_size=2", "training.num_workers=0", "training.warmup_steps=0",
+    "training.learning_rate=3e-3", "training.keep_checkpoints=2", "data.synth_train=8",
+    "data.synth_val=4", "data.test=[]", "export_onnx=false",
+]  # fmt: skip
+TRAIN_CMD = [sys.executable, "-m", "vin_ocr.training.hf_finetune"]
+
+
+def _run(args, **env):
+    proc = subprocess.run([*TRAIN_CMD, *KILL_RUN, *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return proc
+
+
+def _outcome(run):
+    """What a finished run publishes: model weights, run.json figures (timings aside), the
+    metrics log and the card (its timing line aside)."""
     from safetensors.torch import load_file
 
-    common = [
-        *TINY, "training.max_steps=6", "training.save_every=2", "training.eval_every=0",
-        "training.batch_size=2", "training.num_workers=0", "data.synth_train=8",
-        "data.synth_val=2", "data.test=[]", "export_onnx=false",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "vin_ocr.training.hf_finetune"]
-    straight = tmp_path / "straight"
-    subprocess.run([*cmd, *common, f"run_dir={straight}"], check=True, env=env,
-                   capture_output=True, timeout=300)  # fmt: skip
+    weights = {}
+    for f in sorted((run / "model").rglob("*.safetensors")):
+        weights.update({f"{f.name}:{k}": v for k, v in load_file(f).items()})
+    info = json.loads((run / "run.json").read_text())
+    for key in ("seconds", "samples_per_s"):
+        info["metrics"]["train"].pop(key)
+    card = [x for x in (run / "README.md").read_text().splitlines() if " samples/s" not in x]
+    metrics = (run / "metrics.jsonl").read_text().splitlines()
+    vals = [json.loads(x) for x in metrics if "val/exact_match" in x]
+    return weights, info["metrics"], vals, card
 
-    killed = tmp_path / "killed"
-    args = [*cmd, *common, f"run_dir={killed}", "training.keep_checkpoints=10"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (killed / "checkpoints" / "step_000002" / "trainer_state.json").exists():
-        assert time.time() < deadline and proc.poll() is None, "no checkpoint before the deadline"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "run.json").exists()  # it really died before finishing
-    subprocess.run([*cmd, *common, f"run_dir={killed}", "training.resume=auto"], check=True,
-                   env=env, capture_output=True, timeout=300)  # fmt: skip
-    a = load_file(straight / "checkpoints" / "step_000006" / "model.safetensors")
-    b = load_file(killed / "checkpoints" / "step_000006" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert (a[k] == b[k]).all(), k
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("straight") / "run"
+    proc = _run([f"run_dir={run}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcome = _outcome(run)
+    assert outcome[1]["train"]["best_step"] == 2  # the premise: the best is not the last step
+    return outcome
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kill_after", "truncate"),
+    [
+        (3, None),  # between checkpoints, after the best step
+        (6, None),  # after the last checkpoint, before model/ and run.json are written
+        (5, "step_000004"),  # and the newest checkpoint is damaged: resume falls back to step 2
+    ],
+)
+def test_killed_run_resumes_to_the_same_result(tmp_path, straight_run, kill_after, truncate):
+    """kill -9 (the loop kills itself after step N: no timing race), then training.resume=auto:
+    model/, run.json's best step and scores, the metrics log and the card equal those of an
+    uninterrupted run."""
+    run = tmp_path / "run"
+    proc = _run([f"run_dir={run}"], VIN_OCR_KILL_AFTER_STEP=str(kill_after))
+    assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL
+    assert not (run / "run.json").exists() and not (run / "model").exists()
+    if truncate:
+        weights = run / "checkpoints" / truncate / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    refused = _run([f"run_dir={run}"])  # without resume: refused, nothing touched
+    assert refused.returncode == 1 and "training.resume=auto continues it" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    proc = _run([f"run_dir={run}", "training.resume=auto"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if truncate:
+        log = proc.stdout + proc.stderr
+        assert "skipping damaged checkpoint" in log and truncate in log, log[-3000:]
+        assert "resuming from the previous intact one, step_000002" in log
+    weights, metrics, vals, card = _outcome(run)
+    want_weights, want_metrics, want_vals, want_card = straight_run
+    assert weights.keys() == want_weights.keys()
+    for k in weights:
+        assert torch.equal(weights[k], want_weights[k]), k
+    assert metrics == want_metrics
+    assert vals == want_vals
+    assert card == want_card
 
 
 # Runs train(cfg) in each torchrun process, with the real fit wrapped to write a checksum of the

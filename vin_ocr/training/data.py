@@ -3,11 +3,19 @@
 ``configs/data/synth.yaml`` (the default) trains and validates on synthetic line crops only;
 ``configs/data/user.yaml`` reads the ``train.jsonl`` / ``val.jsonl`` that
 ``python -m vin_ocr.data.prepare`` writes, optionally mixed with synthetic samples.
+
+Every manifest a run reads (train, val, test) is checked before the first step and before the
+baseline evaluation (:func:`read_checked`): each image must be readable, each label made of VIN
+characters (``O``, ``I``, ``Q``, lowercase or spaces are refused, naming ``file:line``; a label
+that is not 17 characters long is a warning), no split may be empty, and no VIN may be in both
+train and val. Synthetic samples are rendered by the project and are not re-checked.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +23,61 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 import vin_ocr
-from vin_ocr.data.sample import Sample, read_manifest
+from vin_ocr.data.sample import Sample, jsonl_rows, read_manifest
+
+log = logging.getLogger(__name__)
+SHOWN = 5  # problems listed in one error message
+
+
+class DataError(ValueError):
+    """A training input that cannot be used; the message names the file, the line and why."""
+
+
+def read_checked(path: str | Path, what: str) -> list[Sample]:
+    """Read the manifest ``path`` (``what``: ``data.train`` ...) and check every sample: the
+    image decodes, the label is made of VIN characters; raise :class:`DataError` listing the
+    first problems as ``file:line``. A label that is not 17 characters long is logged as a
+    warning (it trains, but is not a VIN). An empty manifest is an error."""
+    from vin_ocr.vin import ALPHABET
+
+    path = Path(path)
+    samples = read_manifest(path)
+    if not samples:
+        raise DataError(f"{what}: {path} has no samples")
+    lines = [n for n, _ in jsonl_rows(path)]  # read_manifest keeps every non-blank line
+
+    def image_problem(s: Sample) -> str | None:
+        try:
+            s.load_image()
+        except Exception as err:  # any reason a worker would fail on it later
+            return str(err)
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        image_problems = list(pool.map(image_problem, samples))
+    errors, short = [], []
+    for s, line, img in zip(samples, lines, image_problems, strict=True):
+        where = f"{path}:{line}"
+        if img:
+            errors.append(f"{where}: {img}")
+        bad = sorted({c for c in s.vin if c not in ALPHABET})
+        if not s.vin:
+            errors.append(f"{where}: no VIN label")
+        elif bad:
+            errors.append(
+                f"{where}: label {s.vin!r} has characters a VIN never uses ({''.join(bad)!r}; "
+                "VINs have no I, O or Q): fix the label"
+            )
+        elif len(s.vin) != 17:
+            short.append(f"{where}: label {s.vin!r} has {len(s.vin)} characters, not 17")
+    if short:
+        log.warning("%s: %d label(s) are not 17 characters long: %s%s", what, len(short),
+                    "; ".join(short[:SHOWN]), " ..." if len(short) > SHOWN else "")  # fmt: skip
+    if errors:
+        more = f"\n  ... and {len(errors) - SHOWN} more" if len(errors) > SHOWN else ""
+        listed = "\n  ".join(errors[:SHOWN])
+        raise DataError(f"{what}: {len(errors)} problem(s) in {path}:\n  {listed}{more}")
+    return samples
 
 
 @dataclass
@@ -86,15 +148,20 @@ def build_datasets(cfg: Any) -> tuple[Sequence[Sample], Sequence[Sample]]:
             "or data=user (see configs/data/)"
         )
     synth = dict(cfg.synth or {})
-    real_train: list[Sample] = read_manifest(cfg.train) if cfg.train else []
+    real_train: list[Sample] = read_checked(cfg.train, "data.train") if cfg.train else []
     if cfg.val:
-        val: Sequence[Sample] = read_manifest(cfg.val)
+        val: Sequence[Sample] = read_checked(cfg.val, "data.val")
     else:
         val = SynthSamples(cfg.synth_val, cfg.synth_seed + 1, synth) if cfg.synth_val else []
+    if not len(val):
+        raise DataError(
+            "no validation samples: set data.val to a manifest or data.synth_val > 0 (the best "
+            "model is chosen on validation)"
+        )
     if cfg.val and real_train:
         leaked = {s.vin for s in real_train} & {s.vin for s in val}
         if leaked:
-            raise ValueError(
+            raise DataError(
                 f"{len(leaked)} VIN(s) are in both {cfg.train} and {cfg.val} "
                 f"(e.g. {sorted(leaked)[0]}): split by VIN with python -m vin_ocr.data.prepare"
             )
@@ -103,5 +170,22 @@ def build_datasets(cfg: Any) -> tuple[Sequence[Sample], Sequence[Sample]]:
         parts.append(SynthSamples(cfg.synth_train, cfg.synth_seed, synth))
     train = Concat(parts)
     if not len(train):
-        raise ValueError("no training samples: set data.train or data.synth_train > 0")
+        raise DataError("no training samples: set data.train or data.synth_train > 0")
     return train, val
+
+
+def read_test_sets(names: Sequence[str], train: Sequence[Sample] = ()) -> dict[str, Path]:
+    """Check each ``data.test`` manifest as :func:`read_checked` does (before any evaluation);
+    warn when a test VIN is also a real training VIN. Returns ``{name: manifest path}``."""
+    parts = train.parts if isinstance(train, Concat) else [train]
+    train_vins = {s.vin for part in parts if isinstance(part, list) for s in part}
+    out = {}
+    for name in names:
+        path = test_manifest(name)
+        samples = read_checked(path, f"data.test ({name})")
+        shared = train_vins & {s.vin for s in samples}
+        if shared:
+            log.warning("%d VIN(s) of %s are also in data.train (e.g. %s): its figures are not "
+                        "a test of unseen VINs", len(shared), path, sorted(shared)[0])  # fmt: skip
+        out[name] = path
+    return out

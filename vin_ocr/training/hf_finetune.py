@@ -21,15 +21,26 @@ Other families and scale::
 
 Under ``accelerate launch`` every process resolves the main process's run folder, and only the
 main process writes files (checkpoints aside, where each process saves its own RNG state).
+
+Before anything expensive (model loading, the baseline evaluation, the first step) a run checks
+its inputs and ends with one ``error: ...`` line and exit code 1 when one is wrong: an unknown
+config key (``+batchsize=4``, ``+training.max_step=2``), ``hub.push=true`` without a token or
+``hub.repo_id``, a run folder that holds a previous run (``training.resume=auto`` continues it,
+``overwrite=true`` replaces it) or cannot be written, a damaged checkpoint to resume, a manifest
+with an unreadable image or a label that is not a VIN, an empty split, a VIN in train and val, a
+model that cannot be loaded.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import os
 import shutil
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +51,151 @@ import vin_ocr
 import vin_ocr.hardware  # registers the hardware schema for Hydra
 from vin_ocr.data.sample import atomic_write_text, read_manifest
 from vin_ocr.models.engine import MODEL_DIR, RUN_FILE, FamilyEngine
-from vin_ocr.training.data import build_datasets, test_manifest
+from vin_ocr.training.data import build_datasets, read_test_sets
 from vin_ocr.training.loggers import build_logger, worst_predictions
-from vin_ocr.training.loop import LoopConfig, fit
+from vin_ocr.training.loop import CHECKPOINTS, STATE_FILE, LoopConfig, find_resume, fit
 
 log = logging.getLogger(__name__)
-# hydra.run.dir: run_dir when given, so Hydra's own folder is the run folder
+# hydra.run.dir: the working folder when run_dir is given (Hydra then writes nothing: train.yaml
+# turns off its .hydra copy and log file; train() checks run_dir and logs into run_dir/train.log)
 OmegaConf.register_new_resolver("vin_or", lambda a, b: a or b, replace=True)
+OmegaConf.register_new_resolver("vin_hydra_dir", lambda a, b: "." if a else b, replace=True)
+LOG_FILE = "train.log"
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+#: what a previous run leaves in its folder (overwrite=true removes these, and only these)
+RUN_ARTEFACTS = (CHECKPOINTS, MODEL_DIR, "eval", "eval_baseline", "hub_upload", RUN_FILE,
+                 "README.md", "model.onnx", "metrics.jsonl", "config.yaml", LOG_FILE)  # fmt: skip
+
+
+class StartError(ValueError):
+    """A run that cannot start as asked (config, run folder, Hub settings, data, model): the
+    Hydra main prints the message alone and exits 1; nothing has been written."""
+
+
+@dataclass
+class TrainingConf(LoopConfig):
+    """The ``training`` group: the loop's keys plus what the model set-up and preflight read.
+    A key outside it (``+training.max_step=2``) stops the run at start-up, naming it."""
+
+    method: str = "full"  # full | lora | qlora
+    optimizer: str = "adamw"
+    max_length: int = 64
+    image_size: Any = None
+    lora: Any = None  # checked by vin_ocr.models.lora.resolve_lora
+    merge: bool = True
+
+
+@dataclass
+class TrainConf:
+    """The top level of ``train.yaml`` (groups are checked by their own schemas)."""
+
+    model: Any = None
+    training: Any = None
+    data: Any = None
+    hardware: Any = None
+    hub: Any = None
+    logger: Any = None
+    seed: int = 0
+    run_dir: str | None = None
+    export_onnx: bool = True
+    overwrite: bool = False
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse keys the run would silently ignore (``+key=value`` bypasses Hydra's struct mode),
+    with the nearest known key as a hint, and values of the wrong type in ``training``."""
+    known = [f.name for f in fields(TrainConf)]
+    known_training = [f.name for f in fields(TrainingConf)]
+    everything = known + [f"training.{k}" for k in known_training]
+
+    def hint(key: str) -> str:
+        bare = {k.split(".")[-1].replace("_", ""): k for k in everything}
+        near = difflib.get_close_matches(key, everything, n=1)
+        near = near or difflib.get_close_matches(key.split(".")[-1].replace("_", ""), bare, n=1)
+        near = [bare.get(n, n) for n in near]
+        return f" (did you mean {near[0]}?)" if near else ""
+
+    for key in cfg:
+        if key not in known:
+            raise StartError(f"unknown config key {key!r}{hint(str(key))}")
+    training = cfg.get("training") or {}
+    for key in training:
+        if key not in known_training:
+            raise StartError(f"unknown config key 'training.{key}'{hint(f'training.{key}')}")
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.merge(OmegaConf.structured(TrainingConf), training)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        where = f"training.{key}" if key else "training config"
+        raise StartError(f"{where}: {str(err).splitlines()[0]}") from None
+
+
+def check_hub(hub: Any) -> None:
+    """``hub.push=true`` needs ``hub.repo_id`` and a token: say so before training, not after."""
+    if not hub or not hub.get("push") or hub.get("dry_run"):
+        return
+    from vin_ocr.hub.push import HubError, hub_conf
+
+    try:
+        conf = hub_conf(hub)
+    except HubError as err:
+        raise StartError(str(err)) from None
+    if not conf.repo_id or conf.repo_id.count("/") != 1:
+        raise StartError(
+            f"hub.push=true needs hub.repo_id=org/name (got {conf.repo_id!r}); set it, or "
+            "hub.dry_run=true to stage the upload folder without pushing"
+        )
+    from huggingface_hub import get_token
+
+    if not get_token():
+        raise StartError(
+            "hub.push=true but no Hugging Face token: set HF_TOKEN or run `hf auth login` "
+            "before training (or hub.dry_run=true to stage without a token)"
+        )
+
+
+def check_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
+    """A run folder that holds anything needs ``training.resume`` (continue) or
+    ``overwrite=true`` (replace the previous run's files); a new one must be writable."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StartError(f"run_dir {run_dir} is a file, not a folder")
+    held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    if held and resume in ("none", "", None) and not overwrite:
+        what = (
+            "a finished run" if (run_dir / RUN_FILE).is_file()
+            else "an unfinished run's checkpoints" if (run_dir / CHECKPOINTS).is_dir()
+            else f"files ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''})"
+        )  # fmt: skip
+        raise StartError(
+            f"run_dir {run_dir} already holds {what}: training.resume=auto continues it, "
+            "overwrite=true replaces it, or choose another run_dir"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as err:
+        raise StartError(
+            f"cannot write into run_dir {run_dir} ({err.strerror or err}): choose another run_dir"
+        ) from None
+
+
+def _remove_previous_run(run_dir: Path) -> None:
+    removed = []
+    for name in RUN_ARTEFACTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    if removed:
+        log.warning("overwrite=true: removed the previous run's %s", ", ".join(removed))
+
 
 MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 HEADLINE = ("exact_match", "char_accuracy", "cer")
@@ -75,11 +224,7 @@ def _run_dir(accelerator: Any, cfg: DictConfig) -> Path:
     shared = [mine]
     if accelerator.num_processes > 1:
         broadcast_object_list(shared, from_process=0)
-    run_dir = Path(shared[0])
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    return run_dir
+    return Path(shared[0])
 
 
 def save_model(model: Any, processor: Any, out: Path, merged: Any = None) -> Path:
@@ -144,15 +289,34 @@ def _lora_settings(family: Any, model_cfg: DictConfig, training: DictConfig) -> 
 
 
 def train(cfg: DictConfig) -> RunResult:
-    """Compose nothing, read ``cfg``, train, evaluate, save: the whole run as a function."""
+    """Compose nothing, read ``cfg``, train, evaluate, save: the whole run as a function.
+
+    Raises :class:`StartError` (nothing written, nothing loaded) when an input is wrong."""
+    handler: logging.Handler | None = None
+    try:
+        start = _start(cfg)
+        handler = start.pop("log_handler")
+        return _train(cfg, **start)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _start(cfg: DictConfig) -> dict[str, Any]:
+    """Everything checked before the expensive part, in the order a user would fix it."""
     from accelerate import Accelerator
 
     from vin_ocr.hardware import attn_support, resolve
-    from vin_ocr.models.registry import get_family
 
-    hardware = resolve(cfg.hardware, model_supports=attn_support(cfg.model))
-    model_cfg, estimate = _resolve_model(cfg, hardware)
-    loop_cfg = LoopConfig.from_mapping(OmegaConf.to_container(cfg.training, resolve=True))
+    check_config(cfg)
+    check_hub(cfg.get("hub"))
+    try:
+        hardware = resolve(cfg.hardware, model_supports=attn_support(cfg.model))
+        model_cfg, estimate = _resolve_model(cfg, hardware)
+        loop_cfg = LoopConfig.from_mapping(OmegaConf.to_container(cfg.training, resolve=True))
+    except (OSError, ValueError) as err:
+        raise StartError(str(err)) from None
     loop_cfg.seed = cfg.seed
     accelerator = Accelerator(
         cpu=hardware.device == "cpu",
@@ -161,40 +325,115 @@ def train(cfg: DictConfig) -> RunResult:
     )
     main = accelerator.is_main_process
     run_dir = _run_dir(accelerator, cfg)
+    check_run_dir(run_dir, loop_cfg.resume, bool(cfg.get("overwrite")))
+    try:  # before any baseline evaluation: a damaged newest checkpoint falls back to the one before
+        resume_from = find_resume(run_dir, loop_cfg.resume)
+    except (OSError, ValueError) as err:
+        raise StartError(str(err)) from None
+    try:
+        train_data, val_data = build_datasets(cfg.data)
+        test_sets = read_test_sets(list(cfg.data.test), train_data)
+    except (OSError, ValueError) as err:  # the message names the file, the line and why
+        raise StartError(str(err)) from None
+    accelerator.wait_for_everyone()
+    handler = None
     if main:
+        if cfg.get("overwrite") and resume_from is None:
+            _remove_previous_run(run_dir)
+        if resume_from is not None:
+            _trim_metrics(run_dir, json.loads((resume_from / STATE_FILE).read_text())["step"])
+        handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
         log.info("run folder: %s", run_dir)
+        if resume_from is not None:
+            log.info("resuming from %s", resume_from)
         log.info("hardware: %s", hardware.summary())
         log.info("preflight: %s, %.2f GiB estimated", estimate.verdict, estimate.total_gb)
+    accelerator.wait_for_everyone()
+    loop_cfg.resume = str(resume_from) if resume_from is not None else "none"
+    return {
+        "hardware": hardware, "model_cfg": model_cfg, "estimate": estimate, "loop_cfg": loop_cfg,
+        "accelerator": accelerator, "run_dir": run_dir, "train_data": train_data,
+        "val_data": val_data, "test_sets": {_label(n): p for n, p in test_sets.items()},
+        "resumed": resume_from is not None, "log_handler": handler,
+    }  # fmt: skip
+
+
+def _trim_metrics(run_dir: Path, step: int) -> None:
+    """Drop metrics.jsonl rows logged after the checkpoint a run resumes from (they are logged
+    again), so the file reads as an uninterrupted run's."""
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        rows = [r for r in path.read_text(encoding="utf-8").splitlines() if r.strip()]
+        kept = [r for r in rows if json.loads(r).get("step", 0) <= step]
+        atomic_write_text(path, "".join(r + "\n" for r in kept))
+
+
+def _build_model(family: Any, model_cfg: DictConfig, hardware: Any) -> tuple[Any, Any]:
+    from vin_ocr.models.vlm import ModelLoadError
+
+    try:
+        return family.build(model_cfg, hardware)
+    except ModelLoadError as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        where = (
+            "the Hugging Face Hub is off (HF_HUB_OFFLINE=1)"
+            if offline
+            else ("the Hugging Face Hub is unreachable from here, or the model is not in its cache")
+        )
+        raise StartError(
+            f"{err}\n{where}: download the model where the Hub is reachable and set "
+            "model.checkpoint=LOCAL_FOLDER, or check the pipeline with model.tiny=true "
+            "(a tiny random model, no download)"
+        ) from None
+
+
+def _train(
+    cfg: DictConfig,
+    hardware: Any,
+    model_cfg: DictConfig,
+    estimate: Any,
+    loop_cfg: LoopConfig,
+    accelerator: Any,
+    run_dir: Path,
+    train_data: Any,
+    val_data: Any,
+    test_sets: dict[str, Path],
+    resumed: bool,
+) -> RunResult:
+    from accelerate.utils import set_seed
+
+    from vin_ocr.models.registry import get_family
+
+    main = accelerator.is_main_process
+    set_seed(cfg.seed)
+    try:
+        model_cfg = _method_into_model(model_cfg, cfg.training.method)
+        family = get_family(model_cfg.family, model_cfg)
+        lora = _lora_settings(family, model_cfg, cfg.training)  # a misplaced key fails here
+    except (KeyError, ValueError) as err:
+        raise StartError(str(err).strip("'\"")) from None
+    model, processor = _build_model(family, model_cfg, hardware)
+    if main:
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     logger = build_logger(cfg.get("logger"), run_dir, main)  # main process only
     logger.start(OmegaConf.to_container(cfg, resolve=True), hardware.to_dict())
-
-    from accelerate.utils import set_seed
-
-    set_seed(cfg.seed)
-    model_cfg = _method_into_model(model_cfg, cfg.training.method)
-    family = get_family(model_cfg.family, model_cfg)
-    lora = _lora_settings(family, model_cfg, cfg.training)  # a misplaced key fails before loading
-    model, processor = family.build(model_cfg, hardware)
     if lora is not None and "finetune" not in model_cfg:  # PP-OCR applies it in build
         from vin_ocr.models.lora import apply_lora
 
         model = apply_lora(model, lora)
-    train_data, val_data = build_datasets(cfg.data)
-    test_sets = {_label(name): test_manifest(name) for name in cfg.data.test}
     baselines: dict[str, dict[str, Any]] = {}
     if main:  # the test sets read by the model before any training, through the same harness
         for label, manifest in test_sets.items():
             out_dir = run_dir / "eval_baseline" / label
-            report = _test_eval(family, model, manifest, out_dir, f"{model_cfg.name}:pretrained",
-                                loop_cfg.eval_batch_size)  # fmt: skip
+            done = out_dir / "report.json"
+            if resumed and done.is_file():  # the untrained model's report, from before the kill
+                report = json.loads(done.read_text())
+            else:
+                name, batch = f"{model_cfg.name}:pretrained", loop_cfg.eval_batch_size
+                report = _test_eval(family, model, manifest, out_dir, name, batch)
             baselines[label] = {k: report[k] for k in HEADLINE}
-    best_state: dict[str, Any] = {}
-
-    def save_best(m: Any, _path: Path) -> None:  # kept in memory; written once at the end
-        best_state.clear()
-        best_state.update({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
-
     history_path = run_dir / "metrics.jsonl"
 
     def on_log(values: dict[str, Any], step: int) -> None:
@@ -203,18 +442,18 @@ def train(cfg: DictConfig) -> RunResult:
         logger.log(values, step)
 
     t0 = time.perf_counter()
-    result = fit(
-        family, model, train_data, val_data, loop_cfg, run_dir, accelerator,
-        save_best=save_best, on_log=on_log,
-    )  # fmt: skip
+    result = fit(family, model, train_data, val_data, loop_cfg, run_dir, accelerator, on_log=on_log)
     train_s = time.perf_counter() - t0
     model = accelerator.unwrap_model(model)
-    if best_state:
-        model.load_state_dict(best_state)
+    if result.best_weights is not None:  # the best step's weights (from the checkpoint on resume)
+        unexpected = model.load_state_dict(result.best_weights, strict=False).unexpected_keys
+        if unexpected:
+            raise RuntimeError(f"best weights with keys the model lacks: {unexpected[:3]}")
     out = RunResult(run_dir=run_dir)
     out.metrics["train"] = {
         "steps": result.step,
         "best_step": result.best_step,
+        "beat_baseline": result.beat_baseline,
         "last_loss": result.last_loss,
         "samples_per_s": result.samples_per_s,
         "seconds": round(train_s, 1),
@@ -222,7 +461,12 @@ def train(cfg: DictConfig) -> RunResult:
     }
     if result.history:
         out.metrics["val_baseline"] = result.history[0]
-        out.metrics["val"] = max(result.history, key=lambda h: h["exact_match"])
+        out.metrics["val"] = next(h for h in result.history if h["step"] == result.best_step)
+    if result.beat_baseline is False and main and not result.stopped_early:
+        log.warning(
+            "no trained step beat the untrained model on validation (exact match, then CER): "
+            "model/ holds the step-0 weights; train longer or check the data and learning rate"
+        )
     if result.stopped_early or not main:  # what follows is the main process's alone
         logger.finish()
         return out
@@ -311,7 +555,10 @@ def _versions() -> dict[str, str]:
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    try:
+        train(cfg)
+    except StartError as e:  # bad input: the message, no trace, nothing written
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -6,9 +6,19 @@ Under ``accelerate launch`` every process runs this same function; only the main
 files other than the per-process RNG state that ``Accelerator.save_state`` keeps.
 
 Checkpoints (``run_dir/checkpoints/step_NNNNNN``) hold the model or adapter, the optimiser, the
-scheduler, every process's RNG state and ``trainer_state.json`` (step, best score, history). They
-are written under a hidden temporary name and renamed when complete, so a folder with a final
-name is always whole; ``resume="auto"`` continues from the newest one.
+scheduler, every process's RNG state, the best model so far (``best_model.safetensors``: its
+trainable weights and buffers, the rest never changes) and ``trainer_state.json`` (step, best
+step and scores, history, the size of every file). They are written under a hidden temporary name
+and renamed when complete, so a folder with a final name is always whole; ``resume="auto"``
+continues from the newest one whose files are intact (:func:`find_resume`), so a run killed at any
+point after a checkpoint ends with the same model, best step and scores as an uninterrupted run.
+
+The best model is the one with the highest validation exact match; ties go to the lower CER, and
+a full tie keeps the earlier step (the baseline, step 0, included: ``FitResult.beat_baseline``
+says whether any trained step did better).
+
+``VIN_OCR_KILL_AFTER_STEP=N`` (fault-injection for tests) makes the process SIGKILL itself right
+after step ``N`` (and its checkpoint, if one falls on it).
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,11 +50,14 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
+BEST_FILE = "best_model.safetensors"
+KILL_ENV = "VIN_OCR_KILL_AFTER_STEP"  # tests: SIGKILL this process after that step
 
 
 @dataclass
 class LoopConfig:
-    """The loop's knobs; ``configs/training/*.yaml`` sets them (unknown keys are ignored here)."""
+    """The loop's knobs; ``configs/training/*.yaml`` sets them (the training schema,
+    :class:`vin_ocr.training.hf_finetune.TrainingConf`, refuses unknown keys at start-up)."""
 
     max_steps: int = 300
     batch_size: int = 16
@@ -77,6 +92,17 @@ class FitResult:
     last_loss: float | None = None
     samples_per_s: float | None = None
     stopped_early: bool = False
+    #: the best model's trainable weights and buffers (load with ``strict=False``); None when
+    #: nothing was evaluated
+    best_weights: dict[str, torch.Tensor] | None = None
+    best_cer: float | None = None
+
+    @property
+    def beat_baseline(self) -> bool | None:
+        """Whether a trained step beat the untrained model on validation (None: no baseline)."""
+        if not self.history or self.history[0]["step"] != 0:
+            return None
+        return bool(self.best_step)
 
 
 class EpochSampler(Sampler[int]):
@@ -97,11 +123,89 @@ class EpochSampler(Sampler[int]):
         return self.n
 
 
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders with a state file, oldest first (temporary folders never have one)."""
+    root = Path(run_dir) / CHECKPOINTS
+    return sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint folder, or None (temporary folders are never complete)."""
-    root = Path(run_dir) / CHECKPOINTS
-    done = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file())
+    done = complete_checkpoints(run_dir)
     return done[-1] if done else None
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be resumed (a missing or truncated file, an unreadable state), or None.
+
+    Each file must have the size recorded in ``trainer_state.json`` when it was written, and each
+    ``.safetensors`` file a readable header."""
+    try:
+        state = json.loads((ckpt / STATE_FILE).read_text())
+    except (OSError, ValueError) as err:
+        return f"{STATE_FILE} unreadable ({err})"
+    for name, size in (state.get("files") or {}).items():
+        f = ckpt / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if f.stat().st_size != size:
+            return f"{name} has {f.stat().st_size} bytes, {size} were written (truncated?)"
+    for f in ckpt.rglob("*.safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                st.keys()
+        except Exception as err:  # safetensors raises its own error type
+            return f"{f.relative_to(ckpt)} is not readable ({err})"
+    return None
+
+
+def find_resume(run_dir: Path, resume: str | None) -> Path | None:
+    """The checkpoint a ``resume`` setting continues from (None: start afresh).
+
+    ``auto``: the newest intact checkpoint of ``run_dir``; a damaged newer one is skipped with a
+    warning naming it. A path: that checkpoint, which must be intact."""
+    if resume in ("none", "", None):
+        return None
+    if resume != "auto":
+        path = Path(resume)
+        if not (path / STATE_FILE).is_file():
+            raise FileNotFoundError(f"{path}: not a complete checkpoint (no {STATE_FILE})")
+        problem = checkpoint_problem(path)
+        if problem:
+            raise ValueError(f"checkpoint {path} is damaged: {problem}")
+        return path
+    done = complete_checkpoints(run_dir)
+    damaged = []
+    for ckpt in reversed(done):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            for bad, why in damaged:
+                log.warning("resume=auto: skipping damaged checkpoint %s (%s)", bad, why)
+            if damaged:
+                log.warning("resume=auto: resuming from the previous intact one, %s", ckpt.name)
+            return ckpt
+        damaged.append((ckpt, problem))
+    if damaged:
+        listed = "; ".join(f"{p.name}: {why}" for p, why in damaged)
+        raise ValueError(
+            f"resume=auto: no intact checkpoint in {Path(run_dir) / CHECKPOINTS} ({listed}); "
+            "set overwrite=true to train again from the start"
+        )
+    return None
+
+
+def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of what training can change: trainable parameters and buffers (the frozen
+    weights never change, so these over the final model give back the model of that step)."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    names |= {n for n, _ in model.named_buffers()}
+    return {
+        k: v.detach().to("cpu", copy=True).contiguous()
+        for k, v in model.state_dict().items()
+        if k in names
+    }
 
 
 def evaluate_model(
@@ -148,7 +252,13 @@ def evaluate_model(
     return metric.summary(), ordered
 
 
-def _save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, state: dict) -> Path:
+def _save_checkpoint(
+    accelerator: Accelerator,
+    run_dir: Path,
+    step: int,
+    state: dict,
+    best_weights: dict[str, torch.Tensor] | None = None,
+) -> Path:
     root = run_dir / CHECKPOINTS
     final = root / f"step_{step:06d}"
     tmp = root / f".tmp_step_{step:06d}"
@@ -159,8 +269,15 @@ def _save_checkpoint(accelerator: Accelerator, run_dir: Path, step: int, state: 
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if best_weights is not None:
+            from safetensors.torch import save_file
+
+            save_file(best_weights, str(tmp / BEST_FILE))
+        files = {
+            p.relative_to(tmp).as_posix(): p.stat().st_size for p in tmp.rglob("*") if p.is_file()
+        }
         # the state file is written last: a folder without it is never taken for complete
-        atomic_write_text(tmp / STATE_FILE, json.dumps(state, indent=1))
+        atomic_write_text(tmp / STATE_FILE, json.dumps({**state, "files": files}, indent=1))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     accelerator.wait_for_everyone()
@@ -185,7 +302,8 @@ def fit(
     on_log: Callable[[dict[str, Any], int], None] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``cfg.max_steps`` optimiser steps; evaluate before and every
-    ``cfg.eval_every`` steps; keep the best model (by exact match) through ``save_best``."""
+    ``cfg.eval_every`` steps; keep the best model (exact match, then CER) in memory and in each
+    checkpoint (``FitResult.best_weights``); ``save_best`` is called when it changes."""
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
@@ -203,25 +321,29 @@ def fit(
     accelerator.register_for_checkpointing(scheduler)
 
     step, history = 0, []
-    best: tuple[float, int] | None = None
-    resume_from = None
-    if cfg.resume == "auto":
-        resume_from = latest_checkpoint(run_dir)
-    elif cfg.resume not in ("none", "", None):
-        resume_from = Path(cfg.resume)
-        if not (resume_from / STATE_FILE).is_file():
-            raise FileNotFoundError(f"{resume_from}: not a complete checkpoint (no {STATE_FILE})")
+    best: tuple[float, float, int] | None = None  # (exact match, CER, step)
+    best_weights: dict[str, torch.Tensor] | None = None
+    resumed_loss: float | None = None
+    resume_from = find_resume(run_dir, cfg.resume)
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         state = json.loads((resume_from / STATE_FILE).read_text())
         step, history = state["step"], state["history"]
+        resumed_loss = state.get("last_loss")
         if state.get("best_step") is not None:
-            best = (state["best_exact_match"], state["best_step"])
+            cer = state.get("best_cer")
+            best = (state["best_exact_match"], math.inf if cer is None else cer, state["best_step"])
+        if (resume_from / BEST_FILE).is_file():
+            from safetensors.torch import load_file
+
+            best_weights = load_file(str(resume_from / BEST_FILE))
+        elif best is not None and main:
+            log.warning("%s has no %s: the final model is the last step's", resume_from, BEST_FILE)
         if main:
             log.info("resumed from %s at step %d", resume_from, step)
 
     def do_eval(at: int) -> None:
-        nonlocal best
+        nonlocal best, best_weights
         if not val_data:
             return
         summary, _ = evaluate_model(
@@ -231,8 +353,10 @@ def fit(
         history.append(row)
         if on_log and main:
             on_log({f"val/{k}": v for k, v in row.items() if k != "step"}, at)
-        if best is None or summary["exact_match"] > best[0]:
-            best = (summary["exact_match"], at)
+        score = (summary["exact_match"], -summary["cer"])
+        if best is None or score > (best[0], -best[1]):
+            best = (summary["exact_match"], summary["cer"], at)
+            best_weights = _trained_state(accelerator.unwrap_model(model))
             if save_best is not None and main:
                 save_best(accelerator.unwrap_model(model), run_dir / "best")
         accelerator.wait_for_everyone()
@@ -260,7 +384,7 @@ def fit(
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not main, desc="train", unit="step")
     micro = step * cfg.gradient_accumulation_steps
-    last_loss, seen, t_start, stopped = None, 0, time.perf_counter(), False
+    last_loss, seen, t_start, stopped = resumed_loss, 0, time.perf_counter(), False
     running: list[float] = []
     while step < cfg.max_steps and not stopped:
         epoch, offset = divmod(micro, per_epoch)
@@ -298,12 +422,16 @@ def fit(
                     "step": step,
                     "history": history,
                     "best_exact_match": best[0] if best else None,
-                    "best_step": best[1] if best else None,
+                    "best_cer": best[1] if best else None,
+                    "best_step": best[2] if best else None,
+                    "last_loss": last_loss,
                     "loop": asdict(cfg),
                 }
-                _save_checkpoint(accelerator, run_dir, step, state)
+                _save_checkpoint(accelerator, run_dir, step, state, best_weights)
                 if main:
                     _prune(run_dir, cfg.keep_checkpoints)
+            if os.environ.get(KILL_ENV) == str(step):
+                os.kill(os.getpid(), signal.SIGKILL)  # fault injection (tests): as kill -9
             if done or (cfg.stop_after is not None and step >= cfg.stop_after):
                 stopped = not done
                 break
@@ -313,10 +441,12 @@ def fit(
     elapsed = time.perf_counter() - t_start
     return FitResult(
         step=step,
-        best_step=best[1] if best else None,
+        best_step=best[2] if best else None,
         best_exact_match=best[0] if best else None,
         history=history,
         last_loss=last_loss,
         samples_per_s=seen / elapsed if seen else None,
         stopped_early=stopped,
+        best_weights=best_weights,
+        best_cer=best[1] if best else None,
     )
