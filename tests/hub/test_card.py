@@ -16,6 +16,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from vin_ocr.hub.card import render_model_card
 from vin_ocr.hub.push import push_run
+from vin_ocr.models.pp_ocr import HUB_CHECKPOINTS
 from vin_ocr.vin import normalize, validate
 
 pytestmark = pytest.mark.slow  # the shared training run (~11 s of CPU) comes first
@@ -36,9 +37,12 @@ def test_card_metadata_validates_and_matches_the_reports(trained_run):
     ModelCardData(**data)  # the metadata round-trips through the Hub's own class
     assert data["license"] == "apache-2.0" and data["library_name"] == "transformers"
     assert data["pipeline_tag"] == "image-to-text"
-    assert data["base_model"] == "PaddlePaddle/PP-OCRv6_small_rec"
+    # the id the code loads for this model (checkpoint: hub), not a name of our own
+    assert data["base_model"] == HUB_CHECKPOINTS["v6_small"]
     assert {"vin", "ocr", "vin-ocr", "pp_ocr", "merged-lora"} <= set(data["tags"])
-    assert data["datasets"] == ["vin-ocr-synthetic", "crops"]
+    assert "datasets" not in data  # the sets are local manifests, described in the body
+    assert "not Hugging Face Hub datasets" in card.text
+    assert "github.com" not in card.content and "pip install vin-ocr" not in card.content
     assert data["metrics"] == ["exact_match", "char_accuracy", "cer"]
     name, results = model_index_to_eval_results(data["model-index"])
     assert name == trained_run.name
@@ -113,3 +117,20 @@ def test_a_combination_without_figures_says_so():
     card = ModelCard(render_model_card(info, "ab"))
     assert "Not evaluated yet" in card.text and "model-index" not in card.content
     assert card.data.base_model == "LiquidAI/LFM2-VL-450M"
+
+
+def test_card_lists_only_hub_datasets_and_maps_named_sources(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "local").mkdir()
+    cfg = OmegaConf.create(
+        {"data": {"train": "local/train.jsonl", "val": None,
+                  "test": ["samples", "acme/vin-photos", "local/x", "./a/b"]}}
+    )  # fmt: skip
+    info = {"family": "pp_ocr", "model": {"checkpoint": "hub", "variant": "v5_mobile"}}
+    card = ModelCard(render_model_card(info, "r", cfg))
+    assert card.data.datasets == ["acme/vin-photos"]
+    assert card.data.base_model == HUB_CHECKPOINTS["v5_mobile"]
+    tiny = {"family": "pp_ocr", "model": {"checkpoint": "rapidocr", "tiny": True}}
+    assert ModelCard(render_model_card(tiny, "t")).data.base_model is None

@@ -16,9 +16,6 @@ from typing import Any
 
 from vin_ocr.data.sample import atomic_write_text
 
-BASE_MODELS = {
-    "rapidocr": "PaddlePaddle/PP-OCRv6_small_rec",
-}
 PIPELINE = {
     "pp_ocr": "image-to-text",
     "lfm2_vl": "image-text-to-text",
@@ -35,7 +32,10 @@ HYPER = (
     "method", "max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate",
     "weight_decay", "warmup_steps", "max_grad_norm", "optimizer", "gradient_checkpointing",
 )  # fmt: skip
-SYNTHETIC_DATASET = "vin-ocr-synthetic"  # the name the card gives the rendered training data
+#: ``model.checkpoint`` values that name a source rather than a Hub id (the pp_ocr family's
+#: ``rapidocr`` wheel and ``hub``): the card names the variant's official Hub checkpoint, the id
+#: ``checkpoint: hub`` loads (:data:`vin_ocr.models.pp_ocr.HUB_CHECKPOINTS`).
+NAMED_SOURCES = ("rapidocr", "hub")
 
 
 def _pct(v: float | None) -> str:
@@ -62,14 +62,45 @@ def eval_sets(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def base_model_id(info: Mapping[str, Any]) -> str | None:
-    """The Hub id of the model fine-tuned (None for a tiny random model or a local folder)."""
+    """The Hub id of the model fine-tuned (None for a tiny random model or a local folder).
+
+    >>> base_model_id({"model": {"checkpoint": "LiquidAI/LFM2-VL-450M"}})
+    'LiquidAI/LFM2-VL-450M'
+    >>> base_model_id({"model": {"checkpoint": "rapidocr", "variant": "v6_small"}})
+    'PaddlePaddle/PP-OCRv6_small_rec_safetensors'
+    """
     model = info["model"]
     if model.get("tiny"):
         return None
-    base = BASE_MODELS.get(str(model.get("checkpoint")), model.get("checkpoint"))
-    if not isinstance(base, str) or base.count("/") != 1 or Path(base).exists():
-        return None
-    return base
+    base = model.get("checkpoint")
+    if base in NAMED_SOURCES:
+        from vin_ocr.models.pp_ocr import HUB_CHECKPOINTS
+
+        base = HUB_CHECKPOINTS.get(str(model.get("variant") or "v6_small"))
+    return base if is_hub_id(base) else None
+
+
+def is_hub_id(name: Any) -> bool:
+    """``org/name`` that is not a local path (a dataset or model id the Hub can resolve)."""
+    if not isinstance(name, str) or name.count("/") != 1 or name.startswith((".", "/", "~")):
+        return False
+    path = Path(name)
+    local = path.exists() or path.parent.is_dir() or path.suffix.lower() in _FILE_SUFFIXES
+    return not local
+
+
+_FILE_SUFFIXES = frozenset({".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet", ".arrow"})
+
+
+def _source(model: Mapping[str, Any]) -> str:
+    checkpoint = model.get("checkpoint")
+    if checkpoint == "rapidocr":
+        return (
+            "PP-OCRv6-small recognition, converted from the ONNX shipped in the `rapidocr` wheel "
+            f"(`base_model` names PaddlePaddle's Hub checkpoint of that model, "
+            f"`{base_model_id({'model': {**model, 'tiny': False}})}`)"
+        )
+    return f"`{checkpoint}`"
 
 
 def data_share(info: Mapping[str, Any], cfg: Any) -> tuple[int | None, int]:
@@ -110,15 +141,14 @@ def render_model_card(
         pipeline_tag=PIPELINE.get(family, "image-to-text"),
         tags=["vin", "ocr", "vin-ocr", family, *(["merged-lora"] if merge else [])],
         base_model=base_model_id(info),
-        datasets=[*([SYNTHETIC_DATASET] if synth else []), *sets] or None,
+        datasets=[d for d in _data_sources(cfg) if is_hub_id(d)] or None,  # Hub ids only
         metrics=[key for key, _ in METRICS],
         model_name=repo_id or run_name,
         eval_results=results or None,
     )
     sections = [
         f"# {repo_id or run_name}",
-        f"A VIN reader fine-tuned with [vin-ocr](https://github.com/vin-ocr/vin-ocr) from "
-        f"`{model.get('checkpoint')}` (family `{family}`"
+        f"A VIN reader fine-tuned with vin-ocr from {_source(model)} (family `{family}`"
         + (", a tiny random test model" if model.get("tiny") else "")
         + ").",
         _results(metrics, sets),
@@ -159,6 +189,19 @@ def _results(metrics: Mapping[str, Any], sets: list[str]) -> str:
     )
 
 
+def _data_sources(cfg: Any) -> list[str]:
+    """The training / validation / evaluation data the config names (paths, manifests, ids)."""
+    data = _get(cfg, "data")
+    if data is None:
+        return []
+    names = []
+    for key in ("train", "val", "test"):
+        value = data.get(key)
+        values = [value] if isinstance(value, str) else list(value or [])
+        names += [str(v) for v in values if v]
+    return names
+
+
 def _training_data(real: int | None, synth: int, cfg: Any, sets: list[str]) -> str:
     if real is None:
         share = f"real samples from `{_get(cfg, 'data', 'train')}` and {synth} synthetic per epoch"
@@ -175,7 +218,9 @@ def _training_data(real: int | None, synth: int, cfg: Any, sets: list[str]) -> s
         f"(kind `{_get(cfg, 'data', 'synth', 'kind', default='line')}`)\n"
         f"- validation: {val}\n"
         f"- evaluation sets: {', '.join(sets) or 'none'} (`samples` is the bundled synthetic set "
-        "`data/samples`)"
+        "`data/samples`)\n\n"
+        "These are local data sets (vin-ocr manifests), not Hugging Face Hub datasets, so the "
+        "card's `datasets` metadata lists only sets given as Hub ids."
     )
 
 
@@ -234,26 +279,26 @@ own labelled photos with `python -m vin_ocr.evaluation.evaluate` before relying 
 def _usage(repo_id: str | None, run_name: str) -> str:
     if repo_id:
         load = (
-            "from huggingface_hub import snapshot_download\n"
-            "from PIL import Image\n\n"
+            "from huggingface_hub import snapshot_download\n\n"
+            "from vin_ocr.data.images import open_image\n"
             "from vin_ocr.models.engine import load_run\n"
             "from vin_ocr.vin import normalize, validate\n\n"
             f'engine = load_run(snapshot_download("{repo_id}"))'
         )
     else:
         load = (
-            "from PIL import Image\n\n"
+            "from vin_ocr.data.images import open_image\n"
             "from vin_ocr.models.engine import load_run\n"
             "from vin_ocr.vin import normalize, validate\n\n"
             f'engine = load_run("{run_name}")  # the run folder'
         )
     return f"""## Usage
 
-`pip install vin-ocr`, then:
+With vin-ocr installed (from its source: `pip install -e .`):
 
 ```python
 {load}
-raw = engine.predict([Image.open("vin_crop.jpg").convert("RGB")])[0]
+raw = engine.predict([open_image("vin_crop.jpg")])[0]  # EXIF rotation, 16-bit scans handled
 vin = normalize(raw)
 print(vin, validate(vin).valid)
 ```"""
