@@ -67,7 +67,12 @@ def test_strict_failure_writes_nothing_and_lists_every_problem(tmp_path: Path):
     out.mkdir()
     (out / "train.jsonl").write_text("precious\n")
     with pytest.raises(DataValidationError) as err:
-        prepare(cfg_for(f"source.path={src}", f"out={out}", "strict=true", "format=parquet"))
+        prepare(
+            cfg_for(
+                f"source.path={src}", f"out={out}", "strict=true", "format=parquet",
+                "overwrite=true",
+            )
+        )  # fmt: skip
     assert "labels.csv:26: image file not found" in str(err.value)
     assert "labels.csv:27: empty file (0 bytes)" in str(err.value)
     assert (out / "train.jsonl").read_text() == "precious\n"
@@ -110,8 +115,9 @@ def test_paddle_and_hf_sources(tmp_path: Path):
     (tmp_path / "rec").mkdir()
     Image.linear_gradient("L").resize((64, 16)).save(tmp_path / "rec" / "a.png")
     (tmp_path / "rec" / "gt.txt").write_text("a.png\t1M8GDM9AXKP042788\n")
+    one = ["split.train=1", "split.val=0", "split.test=0"]  # one sample: no val/test
     cfg = cfg_for(
-        "source=paddle", f"source.path={tmp_path / 'rec/gt.txt'}", f"out={tmp_path / 'o1'}"
+        "source=paddle", f"source.path={tmp_path / 'rec/gt.txt'}", f"out={tmp_path / 'o1'}", *one
     )
     assert [s.vin for s in prepare(cfg).splits["train"]] == ["1M8GDM9AXKP042788"]
 
@@ -122,7 +128,7 @@ def test_paddle_and_hf_sources(tmp_path: Path):
     )
     ds.save_to_disk(str(tmp_path / "hf"))
     out = tmp_path / "o2"
-    cfg = cfg_for("source=hf", f"source.path={tmp_path / 'hf'}", f"out={out}")
+    cfg = cfg_for("source=hf", f"source.path={tmp_path / 'hf'}", f"out={out}", *one)
     assert cfg.source.image_dir == f"{out}/images"
     [s] = prepare(cfg).splits["train"]
     assert s.vin == "JH4KA7561PC008269" and s.source == "hf"
@@ -161,6 +167,7 @@ def test_command_line(tmp_path: Path):
     (tmp_path / "src").mkdir()
     src = make_folder(tmp_path / "src", n=10, bad=True)
     run = [sys.executable, "-m", "vin_ocr.data.prepare", f"source.path={src}"]
+    run += ["split.train=0.6", "split.val=0.2", "split.test=0.2"]  # 5 VINs: one or more each
     ok = subprocess.run(
         [*run, f"out={tmp_path / 'out'}"], capture_output=True, text=True, cwd=tmp_path
     )
@@ -174,3 +181,49 @@ def test_command_line(tmp_path: Path):
     assert bad.returncode == 1
     assert "error: data validation failed" in bad.stderr and "empty file" in bad.stderr
     assert not (tmp_path / "out2").exists()
+
+
+def test_out_holding_manifests_is_refused_unless_overwrite(tmp_path: Path):
+    (tmp_path / "src").mkdir()
+    src = make_folder(tmp_path / "src")
+    out = tmp_path / "out"
+    prepare(cfg_for(f"source.path={src}", f"out={out}"))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError, match=r"already holds test.jsonl, train.jsonl, val.jsonl.*"
+                       r"overwrite=true"):  # fmt: skip
+        prepare(cfg_for(f"source.path={src}", f"out={out}", "seed=5"))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    prepare(cfg_for(f"source.path={src}", f"out={out}", "seed=5", "overwrite=true"))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} != before
+
+
+def test_too_few_vins_for_every_split_is_refused_unless_allowed(tmp_path: Path, caplog):
+    (tmp_path / "src").mkdir()
+    src = make_folder(tmp_path / "src", n=6)  # 3 VINs
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"split (val|test)(, test)? would be empty: 3 VIN"):
+        prepare(cfg_for(f"source.path={src}", f"out={out}"))
+    assert not out.exists()
+    result = prepare(cfg_for(f"source.path={src}", f"out={out}", "allow_empty_splits=true"))
+    assert "would be empty" in caplog.text and "allow_empty_splits=true" in caplog.text
+    assert any(not part for part in result.splits.values())
+    # a split given ratio 0 is meant to be empty: no complaint
+    ok = ["split.train=0.5", "split.val=0.5", "split.test=0", f"out={tmp_path / 'o2'}"]
+    assert prepare(cfg_for(f"source.path={src}", *ok)).splits["test"] == []
+
+
+def test_unwritable_out_is_refused_before_reading(tmp_path: Path):
+    with pytest.raises(ValueError, match="cannot write into"):
+        prepare(cfg_for("source.path=/nonexistent", f"out={_unwritable(tmp_path)}/out"))
+
+
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder this process cannot write into (root ignores file modes: /sys refuses it)."""
+    import os
+
+    if os.geteuid() == 0:
+        return Path("/sys")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    return ro

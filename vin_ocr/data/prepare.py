@@ -6,14 +6,20 @@
 
 Writes ``OUT_DIR/{train,val,test}.jsonl``; ``format=parquet`` adds ``OUT_DIR/data/<split>.parquet``
 (images embedded) and a dataset card ``OUT_DIR/README.md``. Outputs are written only after
-validation, each through a temporary file and a rename. Sources (``configs/source/``): ``folder``,
-``paddle``, ``hf``, ``manifest``; each names its reader with ``_target_``.
+validation, each through a temporary file and a rename. An ``OUT_DIR`` that already holds
+manifests (or a parquet/card output) is refused unless ``overwrite=true``; one that cannot be
+written is refused before anything is read. A split with a non-zero ratio that would be empty
+(too few VINs: a VIN never goes to two splits) is refused, naming it, unless
+``allow_empty_splits=true`` (then a warning); set its ratio to 0 to go without it.
+Sources (``configs/source/``): ``folder``, ``paddle``, ``hf``, ``manifest``; each names its
+reader with ``_target_``.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -111,6 +117,8 @@ class PrepareConfig:
     format: OutputFormat = OutputFormat.jsonl
     split: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATIOS))
     seed: int = 0
+    overwrite: bool = False  # replace the manifests (and parquet/card) already in ``out``
+    allow_empty_splits: bool = False  # write a split with a ratio > 0 but no sample (warning)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     card: CardConfig = field(default_factory=CardConfig)
 
@@ -151,15 +159,42 @@ def _public(sample: Sample) -> Sample:
     )
 
 
+def check_out(out: Path, split_names: list[str], overwrite: bool) -> None:
+    """Refuse an output folder that holds a previous result (unless ``overwrite``) or cannot be
+    written; nothing is created here."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={out} is a file, not a folder")
+    held = [f"{n}.jsonl" for n in split_names if (out / f"{n}.jsonl").exists()]
+    held += [p.name for p in out.glob("*.jsonl") if p.name not in held] if out.is_dir() else []
+    held += [n for n in ("data", "README.md") if (out / n).exists()]
+    if held and not overwrite:
+        raise ValueError(
+            f"out={out} already holds {', '.join(sorted(held))}: set overwrite=true to replace "
+            "them, or choose another out folder"
+        )
+    parent = out
+    while not parent.exists():  # the nearest existing folder must accept a new file
+        parent = parent.parent
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        why = err.strerror or err
+        raise ValueError(f"cannot write into {parent} ({why}): choose another out") from None
+
+
 def prepare(cfg: DictConfig) -> PrepareResult:
     """Read ``cfg.source``, validate, split by VIN and write the outputs under ``cfg.out``.
 
-    Raises :class:`DataValidationError` (strict mode, or nothing usable left) before writing.
+    Raises :class:`DataValidationError` (strict mode, or nothing usable left) and ValueError
+    (``out`` holds a previous result or cannot be written, a split would be empty) before
+    writing.
     """
     out = Path(cfg.out)
     fmt = getattr(cfg.format, "name", cfg.format)
     if fmt not in OutputFormat.__members__:
         raise ValueError(f"format={fmt!r}: expected one of {list(OutputFormat.__members__)}")
+    check_out(out, list(cfg.split), bool(cfg.get("overwrite", False)))
     samples: list[Sample] = instantiate(cfg.source, _convert_="all")
     log.info("read %d samples from %s", len(samples), cfg.source.path)
     report = validate_samples(samples, strict=bool(cfg.strict), **cfg.get("validate", {}))
@@ -167,6 +202,20 @@ def prepare(cfg: DictConfig) -> PrepareResult:
         raise DataValidationError(report)
     splits = split_by_vin(report.kept, ratios=dict(cfg.split), seed=int(cfg.seed))
     splits = {name: [_public(s) for s in part] for name, part in splits.items()}
+    empty = [n for n, part in splits.items() if not part and float(cfg.split[n]) > 0]
+    if empty:
+        vins = len({s.vin for s in report.kept})
+        what = (
+            f"split {', '.join(empty)} would be empty: {vins} VIN(s) for ratios "
+            + ", ".join(f"{n} {float(r):g}" for n, r in cfg.split.items())
+            + " (a VIN never goes to two splits)"
+        )
+        if not cfg.get("allow_empty_splits", False):
+            raise ValueError(
+                f"{what}; add data, set split.{empty[0]}=0 (and rebalance), or "
+                "allow_empty_splits=true to write it empty"
+            )
+        log.warning("WARNING: %s; written empty (allow_empty_splits=true)", what)
 
     files: list[Path] = []
     if fmt == "parquet":
@@ -186,7 +235,7 @@ def prepare(cfg: DictConfig) -> PrepareResult:
 def main(cfg: DictConfig) -> None:
     try:
         result = prepare(cfg)
-    except (DataValidationError, ManifestError, FileNotFoundError, ValueError) as e:
+    except (DataValidationError, ManifestError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     print(result.summary())

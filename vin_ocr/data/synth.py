@@ -1284,7 +1284,13 @@ def run(cfg: DictConfig | SynthRun) -> Path:
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="synth", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    try:
+        if cfg.n < 0:
+            raise ValueError(f"n={cfg.n}: the number of images to render must be >= 0")
+        to_config(cfg)  # kind, looks, regions, ... checked before anything is written
+        run(cfg)
+    except (OSError, ValueError) as e:  # bad input: the message, no trace
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
