@@ -447,6 +447,20 @@ def test_cli_machine_report_and_estimate():
     assert code == 2 and "hardware.device=cuda was asked for" in text
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_qlora_on_cpu_gets_one_verdict_and_only_ways_out_that_help(force):
+    overrides = ["model=lfm2_vl_450m", "training=qlora", f"hardware.force={force}"]
+    text, code = run(compose_preflight(*overrides), probe(ram=64))
+    assert code == 1  # forcing cannot make 4-bit run without CUDA
+    verdicts = [line.strip() for line in text.splitlines() if "verdict:" in line]
+    assert verdicts == ["verdict: CANNOT RUN (memory alone would be fits)"]
+    assert "why: QLoRA 4-bit needs bitsandbytes on a CUDA GPU" in text
+    assert "FITS" not in text and "hardware.force=true" not in text
+    ways = text.split("ways out:")[1]
+    assert "LoRA without 4-bit (training=lora)" in ways
+    assert "image_size" not in ways and "batch_size" not in ways  # memory is not the problem
+
+
 def test_config_groups_compose_and_typos_fail():
     cfg = compose_preflight("training=qlora", "hardware=cpu")
     assert cfg.training.method == "qlora" and cfg.training.lora.r == 16

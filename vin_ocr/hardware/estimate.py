@@ -141,9 +141,15 @@ class Estimate:
     def ok(self) -> bool:
         return not self.blockers and self.verdict != "does not fit"
 
+    @property
+    def status(self) -> str:
+        """The one verdict a user reads: ``cannot run`` when something other than memory stops
+        the run (``blockers``), else the memory :attr:`verdict`."""
+        return "cannot run" if self.blockers else self.verdict
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data.update(total_gb=self.total_gb, verdict=self.verdict)
+        data.update(total_gb=self.total_gb, verdict=self.verdict, status=self.status)
         return data
 
     def report(self) -> str:
@@ -167,8 +173,11 @@ class Estimate:
         lines += [f"  {name:<40} {gb:8.2f} GiB" for name, gb in rows]
         lines.append(f"  {'total':<40} {self.total_gb:8.2f} GiB")
         lines.append(f"  {'available ' + memory:<40} {self.available_gb:8.2f} GiB")
-        lines.append(f"  verdict: {self.verdict.upper()}")
-        lines += [f"  cannot run: {b}" for b in self.blockers]
+        if self.blockers:  # memory is not the problem: say what is, and nothing else
+            lines.append(f"  verdict: CANNOT RUN (memory alone would be {self.verdict})")
+            lines += [f"  why: {b}" for b in self.blockers]
+        else:
+            lines.append(f"  verdict: {self.verdict.upper()}")
         if self.ways_out:
             lines.append("  ways out:")
             lines += [f"    - {w}" for w in self.ways_out]
@@ -328,8 +337,12 @@ def _ways_out(
     alternatives: Sequence[str],
     spec_loader: Callable[[str], ModelSpec] | None,
 ) -> list[str]:
-    """Concrete changes that make the run smaller, each with its own estimate."""
+    """Concrete changes that make the run smaller, each with its own estimate. With a blocker
+    (QLoRA or a CUDA-only model off CUDA) only changes that remove it are offered: a smaller
+    batch or image cannot help there."""
     replace = dataclasses.replace
+    if est.blockers:
+        return _unblocking(spec, training, hardware, alternatives, spec_loader)
     options: list[tuple[str, TrainingSpec]] = []
     if training.method != "qlora" and hardware.device == "cuda" and spec.family != "pp_ocr":
         options.append(("QLoRA 4-bit (training=qlora)", replace(training, method="qlora")))
@@ -394,6 +407,35 @@ def _ways_out(
     return lines
 
 
+def _unblocking(
+    spec: ModelSpec,
+    training: TrainingSpec,
+    hardware: Hardware,
+    alternatives: Sequence[str],
+    spec_loader: Callable[[str], ModelSpec] | None,
+) -> list[str]:
+    lines = []
+    if training.method == "qlora":
+        alt = estimate(spec, dataclasses.replace(training, method="lora"), hardware, ways_out=False)
+        if not alt.blockers:
+            lines.append(
+                f"LoRA without 4-bit (training=lora): {alt.total_gb:.1f} GiB, {alt.verdict}"
+            )
+    if spec.name in alternatives and spec_loader is not None:
+        for name in alternatives[alternatives.index(spec.name) + 1 :]:
+            alt = estimate(spec_loader(name), training, hardware, ways_out=False)
+            if not alt.blockers or training.method == "qlora":
+                lora = dataclasses.replace(training, method="lora")
+                alt = estimate(spec_loader(name), lora, hardware, ways_out=False)
+            if alt.ok:
+                how = f"model={name}" + (" training=lora" if alt.method != training.method else "")
+                lines.append(f"a smaller family ({how}): {alt.total_gb:.1f} GiB, {alt.verdict}")
+                break
+    if hardware.device != "cuda":
+        lines.append("a CUDA GPU (hardware.device=cuda on a machine that has one)")
+    return lines
+
+
 def load_model_cfg(name: str) -> Any:
     """``configs/model/<name>.yaml`` as a DictConfig (as Hydra would compose it)."""
     from omegaconf import OmegaConf
@@ -421,6 +463,8 @@ def preflight(
     training = TrainingSpec.from_cfg(training_cfg)
     est = estimate(spec, training, hardware, spec_loader=_spec_by_name)
     forced = hardware.force if force is None else force
+    if est.blockers:  # not a memory estimate: forcing cannot make it run
+        raise PreflightError(est.report())
     if not est.ok and not forced:
         raise PreflightError(est.report() + "\n(to start anyway, pass hardware.force=true)")
     return est
