@@ -162,6 +162,7 @@ def check_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise StartError(f"run_dir {run_dir} is a file, not a folder")
     held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
+    held = [name for name in held if name != LOG_FILE]  # a run that failed to start logs there
     if held and resume in ("none", "", None) and not overwrite:
         what = (
             "a finished run" if (run_dir / RUN_FILE).is_file()
