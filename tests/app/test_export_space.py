@@ -121,6 +121,7 @@ def tiny_run(tmp_path):
 
 def test_bad_requests_end_with_one_message_and_write_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     (tmp_path / "runs").mkdir()
     interrupted = tmp_path / "runs" / "interrupted"
     (interrupted / "checkpoints").mkdir(parents=True)
@@ -139,6 +140,8 @@ def test_bad_requests_end_with_one_message_and_write_nothing(tmp_path, monkeypat
         (["model=mymodel"], "the folder mymodel does not exist.*baseline"),
         ([f"model={interrupted}"], "not a finished run folder .no run.json: still training"),
         ([f"model={saving}"], "the run is incomplete .no model/ weights"),
+        (["push_to=you/vin-space"], "push_to=you/vin-space: no Hugging Face token"),
+        (["push_to=not a space id"], "expected a Space id user/name"),
     ]  # fmt: skip
     for overrides, message in cases:
         with pytest.raises(SpaceError, match=message):

@@ -394,6 +394,11 @@ def main(cfg: DictConfig) -> None:
     except SpaceError as e:  # bad input: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    except PermissionError as e:  # a read-only output folder
+        print(
+            f"error: cannot write {e.filename}: {e.strerror}; choose another out=", file=sys.stderr
+        )
+        raise SystemExit(1) from None
     print(f"Space written to {result.out}: {', '.join(result.files)}")
     print(f"hardware: {result.hardware} ({result.why})")
 

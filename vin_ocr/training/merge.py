@@ -559,6 +559,11 @@ def main(cfg: DictConfig) -> None:
     except (MergeError, HubError) as e:  # bad input: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    except PermissionError as e:  # a read-only output folder
+        print(
+            f"error: cannot write {e.filename}: {e.strerror}; choose another out=", file=sys.stderr
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
