@@ -158,7 +158,8 @@ def check_hub(hub: Any) -> None:
 
 def check_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
     """A run folder that holds anything needs ``training.resume`` (continue) or
-    ``overwrite=true`` (replace the previous run's files); a new one must be writable."""
+    ``overwrite=true`` (replace the previous run's files); a new one must be writable (it is
+    created later, once every input is checked)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise StartError(f"run_dir {run_dir} is a file, not a folder")
     held = sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
@@ -173,9 +174,11 @@ def check_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
             f"run_dir {run_dir} already holds {what}: training.resume=auto continues it, "
             "overwrite=true replaces it, or choose another run_dir"
         )
+    parent = run_dir
+    while not parent.exists():  # created once every check passed; its nearest folder must take it
+        parent = parent.parent
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=run_dir):
+        with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as err:
         raise StartError(
@@ -183,7 +186,7 @@ def check_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
         ) from None
 
 
-def _remove_previous_run(run_dir: Path) -> None:
+def _remove_previous_run(run_dir: Path) -> list[str]:
     removed = []
     for name in RUN_ARTEFACTS:
         path = run_dir / name
@@ -194,8 +197,7 @@ def _remove_previous_run(run_dir: Path) -> None:
         else:
             continue
         removed.append(name)
-    if removed:
-        log.warning("overwrite=true: removed the previous run's %s", ", ".join(removed))
+    return removed
 
 
 MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
@@ -339,14 +341,16 @@ def _start(cfg: DictConfig) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     handler = None
     if main:
-        if cfg.get("overwrite") and resume_from is None:
-            _remove_previous_run(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        removed = _remove_previous_run(run_dir) if cfg.get("overwrite") and not resume_from else []
         if resume_from is not None:
             _trim_metrics(run_dir, json.loads((resume_from / STATE_FILE).read_text())["step"])
         handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         logging.getLogger().addHandler(handler)
         log.info("run folder: %s", run_dir)
+        if removed:
+            log.warning("overwrite=true: removed the previous run's %s", ", ".join(removed))
         if resume_from is not None:
             log.info("resuming from %s", resume_from)
         log.info("hardware: %s", hardware.summary())
