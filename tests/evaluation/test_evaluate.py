@@ -331,3 +331,19 @@ def test_report_scores_the_answer_strictly_and_leniently_beside(fixture_manifest
     assert report["cer"] == pytest.approx(5 / 17)
     row = json.loads((tmp_path / "predictions.jsonl").read_text().splitlines()[0])
     assert row["pred"] == answer and row["lenient"] == samples[0].vin and row["exact"] is False
+
+
+def test_line_crop_answers_are_vins_not_raw_text(tmp_path):
+    """RapidOCR's line crops go through vin.normalize in the engine, so the strict measure
+    scores the VIN a user receives, not the '*' delimiters of a stamped VIN."""
+    from PIL import Image, ImageDraw
+
+    from vin_ocr.evaluation.engines import build_engine
+
+    from .conftest import VINS, _font, draw_line
+
+    labelled = Image.new("RGB", (700, 64), "white")  # draw_line's 500 px would cut the end
+    ImageDraw.Draw(labelled).text((12, 8), f"VIN {VINS[0]}", fill="black", font=_font(40))
+    engine = build_engine("rapidocr", threads=1)
+    texts = engine.predict([draw_line(f"*{VINS[1]}*"), labelled], [True, True])
+    assert texts == [VINS[1], VINS[0]]
