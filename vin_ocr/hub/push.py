@@ -245,15 +245,15 @@ def push_run(run_dir: str | Path, conf: Any, api: Any = None) -> PushResult | No
                 f"(the run folder {run} is intact; hub.dry_run=true stages without a token)"
             )
         api = HfApi(token=token)
-    with tempfile.TemporaryDirectory() as tmp:
-        files = stage(run, conf, Path(tmp) / "stage")
-        return _commit(api, Path(tmp) / "stage", files, conf, run)
+    with tempfile.TemporaryDirectory() as folder:
+        files = stage(run, conf, Path(folder) / "stage")
+        return _commit(api, Path(folder) / "stage", files, conf, run)
 
 
 def _commit(api: Any, folder: Path, files: list[str], conf: HubConf, run: Path) -> PushResult:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    repo = conf.repo_id
+    repo = check_repo_id(conf.repo_id)
     intact = f"the run folder {run} is intact"
     try:
         api.create_repo(repo, private=conf.private, exist_ok=True, repo_type="model")
