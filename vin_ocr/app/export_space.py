@@ -178,11 +178,10 @@ def _run_info(model: str, model_config: str | None) -> dict[str, Any] | None:
         if model_config:
             return {"model": OmegaConf.to_container(load_model_cfg(model_config))}
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        offline = " (offline: HF_HUB_OFFLINE is set)" if _offline() else ""
+        why = "offline: HF_HUB_OFFLINE is set" if _offline() else f"{type(exc).__name__}: {first}"
         raise SpaceError(
             f"model={model}: no local folder {path}, and {RUN_FILE} of the Hub repo {model} "
-            f"cannot be read{offline} "
-            f"({type(exc).__name__}: {first[:200]}). Pass model_config=NAME "
+            f"cannot be read ({why[:200]}). Pass model_config=NAME "
             "(configs/model/NAME.yaml) or hardware=FLAVOUR to size the Space, or a local run "
             "folder (hf download MODEL --local-dir DIR)"
         ) from None
