@@ -206,6 +206,13 @@ def test_non_utf8_file_names_round_trip_through_a_manifest(tmp_path):
     manifest.read_text(encoding="utf-8")  # the manifest itself stays UTF-8
     [back] = read_manifest(manifest)
     assert back.image == tmp_path / name and back.load_image().size == (120, 40)
+    # Problems with such a file are reported in printable text (no UnicodeEncodeError on print).
+    (tmp_path / name).write_bytes(b"")
+    [issue] = validate_samples([sample]).issues
+    assert "caf\\udce9_" in str(issue) and str(issue).encode("utf-8")
+    with pytest.raises(ImageReadError) as err:
+        sample.load_image()
+    assert "caf\\udce9_" in str(err.value) and str(err.value).encode("utf-8")
 
 
 # --- the fine-tuned model in the RapidOCR engine ---------------------------------------------

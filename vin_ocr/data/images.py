@@ -47,7 +47,7 @@ def open_image(source: str | os.PathLike[str] | bytes, *, name: str | None = Non
         label, stream = name or "image bytes", io.BytesIO(bytes(source))
     else:
         path = Path(source)
-        label = name or str(path)
+        label = name or str(path).encode("utf-8", "backslashreplace").decode()  # printable
         if not path.is_file():
             raise ImageNotFoundError(f"{label}: image file not found")
         try:

@@ -62,7 +62,9 @@ class Issue:
     index: int = -1  # position of the sample in the validated sequence
 
     def __str__(self) -> str:
-        return f"{self.origin}: {self.message} (image {self.image}) [{self.kind}]"
+        text = f"{self.origin}: {self.message} (image {self.image}) [{self.kind}]"
+        # a file name that is not UTF-8 holds surrogate escapes: show them as \udcXX, printable
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
