@@ -528,10 +528,11 @@ def _test_eval(
 ) -> dict[str, Any]:
     """The harness's report of ``model`` on a test manifest (scenes through the family's own
     detection where it has one), written to ``out``: before training and after, the same path."""
-    from vin_ocr.evaluation.evaluate import run_eval
+    from vin_ocr.evaluation.evaluate import check_labels, run_eval
 
     engine = FamilyEngine(family, model, name=name)
-    return run_eval(engine, read_manifest(manifest), out, manifest=manifest,
+    samples, labels = check_labels(read_manifest(manifest), manifest)  # as the eval CLI does
+    return run_eval(engine, samples, out, manifest=manifest, labels=labels,
                     batch_size=batch_size, progress=False)  # fmt: skip
 
 
