@@ -71,7 +71,9 @@ def sixteen_bit_tiff(path: Path, lo: int = 9000, hi: int = 52000) -> np.ndarray:
 def test_16bit_tiff_is_scaled_not_clipped_to_white(tmp_path):
     path = tmp_path / "scan.tif"
     sixteen_bit_tiff(path)
-    for im in (open_image(path), Sample(image=path, vin=VIN).load_image()):
+    from vin_ocr.app.core import load_image
+
+    for im in (open_image(path), Sample(image=path, vin=VIN).load_image(), load_image(path)):
         a = np.asarray(im)
         assert im.mode == "RGB"
         assert a[:, :15].max() == 0 and a[:, 15:].min() == 255  # bar black, card white
