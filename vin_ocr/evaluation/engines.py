@@ -108,7 +108,9 @@ def _rec_dictionary(path: Path) -> list[str] | None:
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf types
-        raise EngineUnavailable(f"engine=rapidocr: {path} is not a loadable ONNX model ({e})")
+        raise EngineUnavailable(
+            f"engine=rapidocr: {path} is not a loadable ONNX model ({e})"
+        ) from None
     if "character" in session.get_modelmeta().custom_metadata_map:
         return None
     classes = session.get_outputs()[0].shape[-1]
