@@ -244,11 +244,17 @@ def choose(candidates: Sequence[Candidate], search: bool = True) -> Reading:
 
 def _answer(c: Candidate, unconstrained: str | None = None) -> Reading:
     """``c`` as the VIN its text holds (:func:`vin_ocr.vin.normalize`; free generation may add a
-    label or spaces), with the confidences of those characters where they are one piece."""
-    vin, conf = normalize(c.text), c.char_conf
-    if vin != c.text:
-        start = c.text.upper().translate(str.maketrans("IOQ", "100")).find(vin)
-        conf = conf[start : start + len(vin)] if start >= 0 and vin else None
+    label or spaces), with the confidences of those characters where they are one piece.
+
+    >>> r = _answer(Candidate("VIN: 1hgcm82633a004352", -1.0, (0.1,) * 5 + (0.9,) * 17))
+    >>> r.text, r.char_conf == (0.9,) * 17
+    ('1HGCM82633A004352', True)
+    """
+    vin = normalize(c.text)
+    if vin == c.text:
+        return Reading(vin, unconstrained=unconstrained, char_conf=c.char_conf)
+    start = c.text.upper().translate(str.maketrans("IOQ", "100")).find(vin)
+    conf = c.char_conf[start : start + len(vin)] if start >= 0 and vin else None
     return Reading(vin, unconstrained=unconstrained, char_conf=conf)
 
 

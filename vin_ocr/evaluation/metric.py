@@ -194,8 +194,9 @@ class VinMetric:
         self.reset()
 
     def reset(self) -> None:
-        for name in _COUNTS:
-            setattr(self, name, 0)
+        self.n = self.exact = self.exact_lenient = self.valid = self.empty = 0
+        self.matched = self.positional = self.distance = self.truth_chars = 0
+        self.norm_distance = 0.0  # sum of per-sample distance / max(len(pred), len(truth))
         self.pos_correct: list[int] = []
         self.pos_total: list[int] = []
         self.confusions: Counter[tuple[str, str]] = Counter()
