@@ -39,6 +39,10 @@ def test_smoke_run_leaves_a_complete_run_folder(tmp_path):
     assert result.metrics["onnx_max_abs_diff"] < 1e-3
     card = (run / "README.md").read_text()
     assert card.startswith("---\n") and "model-index" in card
+    info = json.loads((run / "run.json").read_text())["metrics"]
+    beat = info["train"]["beat_baseline"]
+    assert beat == (info["train"]["best_step"] != 0)
+    assert ("No training step beat the pretrained model" in card) == (not beat)
     # the run folder is an evaluation engine: it reads the same as the model that was saved
     from PIL import Image
 
@@ -56,6 +60,22 @@ def test_smoke_run_leaves_a_complete_run_folder(tmp_path):
     assert all(r.unconstrained is None for r in plain.read(images))
     with pytest.raises(ValueError, match="no key 'check_digit_serch'"):
         build_engine("checkpoint", path=str(run), model={"check_digit_serch": False})
+
+
+@pytest.mark.slow
+def test_a_run_that_never_beats_the_baseline_says_so(tmp_path):
+    """Learning rate 0: no step can beat step 0. run.json and the card say the published weights
+    are the pretrained ones instead of presenting them as fine-tuned."""
+    from vin_ocr.training.hf_finetune import train
+
+    run = tmp_path / "run"
+    over = [*TINY, "debug=smoke", f"run_dir={run}", "data.test=[]", "export_onnx=false",
+            "training.learning_rate=0"]  # fmt: skip
+    result = train(_cfg(over))
+    info = json.loads((run / "run.json").read_text())["metrics"]
+    assert info["train"]["best_step"] == 0 and info["train"]["beat_baseline"] is False
+    assert info["val"] == info["val_baseline"] == result.metrics["val"]
+    assert "No training step beat the pretrained model" in (run / "README.md").read_text()
 
 
 def test_evaluation_data_config_is_refused_for_training():

@@ -185,7 +185,17 @@ def _results(metrics: Mapping[str, Any], sets: list[str]) -> str:
         f"{TABLE_HEAD}\n" + "\n".join(rows) + "\n\n"
         "`val` is the validation split used during training (the fine-tuned column is its best "
         "evaluation); the other sets are evaluated at the end with the harness "
-        "(`eval/<set>/report.json`)."
+        "(`eval/<set>/report.json`)." + _not_improved(metrics)
+    )
+
+
+def _not_improved(metrics: Mapping[str, Any]) -> str:
+    """The plain fact when no trained step beat the pretrained model on validation."""
+    if metrics.get("train", {}).get("beat_baseline") is not False:
+        return ""
+    return (
+        "\n\n**No training step beat the pretrained model on validation** (exact match, then "
+        "CER): the weights published here are the pretrained ones (step 0)."
     )
 
 

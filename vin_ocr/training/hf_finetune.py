@@ -133,27 +133,16 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_hub(hub: Any) -> None:
-    """``hub.push=true`` needs ``hub.repo_id`` and a token: say so before training, not after."""
-    if not hub or not hub.get("push") or hub.get("dry_run"):
+    """``hub.push=true`` needs ``hub.repo_id`` and a token: say so before training, not after
+    (:func:`vin_ocr.hub.push.check_push`)."""
+    if not hub:
         return
-    from vin_ocr.hub.push import HubError, hub_conf
+    from vin_ocr.hub.push import HubError, check_push
 
     try:
-        conf = hub_conf(hub)
+        check_push(hub)
     except HubError as err:
         raise StartError(str(err)) from None
-    if not conf.repo_id or conf.repo_id.count("/") != 1:
-        raise StartError(
-            f"hub.push=true needs hub.repo_id=org/name (got {conf.repo_id!r}); set it, or "
-            "hub.dry_run=true to stage the upload folder without pushing"
-        )
-    from huggingface_hub import get_token
-
-    if not get_token():
-        raise StartError(
-            "hub.push=true but no Hugging Face token: set HF_TOKEN or run `hf auth login` "
-            "before training (or hub.dry_run=true to stage without a token)"
-        )
 
 
 def check_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
