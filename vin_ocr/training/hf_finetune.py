@@ -127,8 +127,8 @@ def check_config(cfg: DictConfig) -> None:
     try:
         OmegaConf.merge(OmegaConf.structured(TrainingConf), training)
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None)
-        where = f"training.{key}" if key else "training config"
+        bad = getattr(err, "full_key", None)
+        where = f"training.{bad}" if bad else "training config"
         raise StartError(f"{where}: {str(err).splitlines()[0]}") from None
 
 

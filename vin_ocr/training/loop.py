@@ -177,7 +177,7 @@ def find_resume(run_dir: Path, resume: str | None) -> Path | None:
             raise ValueError(f"checkpoint {path} is damaged: {problem}")
         return path
     done = complete_checkpoints(run_dir)
-    damaged = []
+    damaged: list[tuple[Path, str]] = []
     for ckpt in reversed(done):
         problem = checkpoint_problem(ckpt)
         if problem is None:
@@ -208,6 +208,21 @@ def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def _read_texts(
+    family: ModelFamily, model: torch.nn.Module, images: list[Any], samples: list[Sample]
+) -> list[str]:
+    """What the engine would answer: line crops read as crops, photos (``crop: false``, or a
+    ``box``) through the family's scene reading, un-flagged images decided per image
+    (:mod:`vin_ocr.layout`) where the family reads scenes."""
+    read = getattr(family, "read", None)
+    if read is None:
+        return list(family.predict(model, images))
+    flags = [
+        s.crop if s.crop is not None else (False if s.box is not None else None) for s in samples
+    ]
+    return [r.text for r in read(model, images, flags)]
+
+
 def evaluate_model(
     family: ModelFamily,
     model: torch.nn.Module,
@@ -234,7 +249,7 @@ def evaluate_model(
             chunk = idx[i : i + batch_size]
             images = [samples[j].load_image() for j in chunk]
             t0 = time.perf_counter()
-            out = family.predict(model, images)
+            out = _read_texts(family, model, images, [samples[j] for j in chunk])
             dt = (time.perf_counter() - t0) / max(len(chunk), 1)
             preds += [(j, p, dt) for j, p in zip(chunk, out, strict=True)]
     model.train(was_training)
