@@ -28,12 +28,13 @@ import numpy as np
 from PIL import Image
 
 from vin_ocr import vin as vinlib
-from vin_ocr.reading import Reading
+from vin_ocr.reading import Reading, TextsFromReadings
 
 __all__ = [
     "BARCODE_CONF",
     "FORMATS",
     "Barcode",
+    "BarcodeFusion",
     "BarcodeVin",
     "barcode_vin",
     "fuse",
@@ -229,3 +230,36 @@ def fuse(ocr: Reading, barcode: BarcodeVin | None) -> Reading:
             alternative=ocr.text or None,
         )
     return replace(ocr, source="disagree", alternative=barcode.vin)
+
+
+class BarcodeFusion(TextsFromReadings):
+    """Any engine, with every whole photo also searched for a VIN barcode and fused
+    (:func:`fuse`). Line crops (``crops[i]`` true) are read by the engine alone: a crop of one
+    text line carries no barcode. The harness, the training run's evaluations and the app wrap
+    their engine in this unless ``barcodes=false``.
+
+    >>> class Blank:
+    ...     name = "blank"
+    ...     def read(self, images, crops=None):
+    ...         return [Reading("")] * len(images)
+    >>> BarcodeFusion(Blank()).read([Image.new("RGB", (64, 64), "white")], [False])[0].source
+    >>> BarcodeFusion(Blank()).name
+    'blank'
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.name = engine.name
+
+    def __getattr__(self, name: str) -> Any:  # version, model, family... of the engine
+        return getattr(self.__dict__["engine"], name)
+
+    def read(self, images: Any, crops: Any = None) -> list[Reading]:
+        from vin_ocr.layout import crop_flags
+
+        flags = crop_flags(images, crops)
+        readings = self.engine.read(images, crops)
+        return [
+            r if flag else fuse(r, barcode_vin(image))
+            for image, flag, r in zip(images, flags, readings, strict=True)
+        ]

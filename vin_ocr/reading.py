@@ -95,9 +95,11 @@ class TextsFromReadings:
     """``predict`` (the texts) written once, for every engine class that implements ``read``."""
 
     def read(
-        self, images: Sequence[Any], crops: Sequence[bool] | None = None
+        self, images: Sequence[Any], crops: Sequence[bool | None] | None = None
     ) -> list[Reading]:  # pragma: no cover - implemented by each engine
         raise NotImplementedError
 
-    def predict(self, images: Sequence[Any], crops: Sequence[bool] | None = None) -> list[str]:
+    def predict(
+        self, images: Sequence[Any], crops: Sequence[bool | None] | None = None
+    ) -> list[str]:
         return texts(self.read(images, crops))

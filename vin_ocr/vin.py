@@ -363,6 +363,9 @@ class _Candidate:
     tokens: int  # how many whitespace/punctuation-separated pieces were joined
     start: int  # index of the first piece (earlier wins ties)
     labelled: bool  # right after a label such as "VIN:"
+    inner: bool = False  # a 17-character window inside one longer piece (a logo or stray mark)
+    mapped: int = 0  # I/O/Q in the window, read as 1/0/0 (a real VIN has none)
+    suffix: bool = False  # the window ends where its piece ends (labels and logos come first)
 
 
 def _pieces(text: str) -> tuple[list[str], set[int]]:
@@ -391,8 +394,10 @@ def _import_trim(raw: str, mapped: str) -> str | None:
     return None
 
 
-def _candidates(text: str) -> tuple[list[_Candidate], str]:
-    """17-character candidates (joins of adjacent pieces) and the plain cleaned text."""
+def _candidates(text: str, inner: bool = False) -> tuple[list[_Candidate], str]:
+    """17-character candidates (joins of adjacent pieces) and the plain cleaned text; with
+    ``inner``, also the windows inside one piece of 18-20 characters (:func:`pick_vin_at` on a
+    scene's lines, where a logo or mark is read into the VIN's piece)."""
     raws, labelled = _pieces(text)
     tokens = [t.translate(_SAFE_MAP) for t in raws]
     found: list[_Candidate] = []
@@ -406,8 +411,35 @@ def _candidates(text: str) -> tuple[list[_Candidate], str]:
             elif len(mapped) == VIN_LENGTH + 1 and (trimmed := _import_trim(raw, mapped)):
                 found.append(_Candidate(trimmed, j - i + 1, i, i in labelled))
             if len(mapped) > VIN_LENGTH:
+                if inner and j == i:
+                    found += _inner_windows(raw, mapped, i, i in labelled)
                 break
     return found, "".join(tokens)
+
+
+#: One piece this many characters longer than a VIN is searched for a VIN inside it (a logo
+#: read into the VIN line, "KIAU5YFF24427L004906"); longer pieces are something else.
+_MAX_INNER_EXTRA = 3
+
+
+def _inner_windows(raw: str, mapped: str, start: int, labelled: bool) -> list[_Candidate]:
+    """The 17-character windows inside one piece of 18-20 characters; they rank below every
+    whole candidate of equal merit (see :func:`_score`)."""
+    extra = len(mapped) - VIN_LENGTH
+    if not 0 < extra <= _MAX_INNER_EXTRA:
+        return []
+    return [
+        _Candidate(
+            mapped[k : k + VIN_LENGTH],
+            1,
+            start,
+            labelled,
+            inner=True,
+            mapped=sum(ch in "IOQ" for ch in raw[k : k + VIN_LENGTH]),
+            suffix=k == extra,
+        )
+        for k in range(extra + 1)
+    ]
 
 
 def _score(c: _Candidate) -> tuple[int, ...]:
@@ -422,6 +454,9 @@ def _score(c: _Candidate) -> tuple[int, ...]:
         int(check.region != "unknown"),
         int(c.vin[-4:].isdigit()),
         int(any(ch.isalpha() for ch in c.vin)),
+        -int(c.inner),
+        -c.mapped,
+        int(c.suffix),
         -c.tokens,
     )
 
@@ -499,14 +534,14 @@ def pick_vin_at(lines: Sequence[str]) -> tuple[str, int | None]:
         texts = [line] + ([f"{line} {lines[i + 1]}"] if i + 1 < len(lines) else [])
         own = len(_pieces(line)[0])  # a joined candidate starting past these is on line i + 1
         for text in texts:
-            cands, cleaned = _candidates(text)
+            cands, cleaned = _candidates(text, inner=True)
             found += [(c, i + (c.start >= own)) for c in cands if _looks_like_vin(c)]
             if text is line and _near_miss(line, cleaned):
                 near.append(cleaned)
                 near_at.append(i)
     if found:
-        best, line = max(found, key=lambda ci: (_score(ci[0]), -ci[1], -ci[0].start))
-        return best.vin, line
+        best, at = max(found, key=lambda ci: (_score(ci[0]), -ci[1], -ci[0].start))
+        return best.vin, at
     return near[0] if near else "", near_at[0] if near else None
 
 

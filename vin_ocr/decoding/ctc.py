@@ -10,8 +10,14 @@ check digit, a model-year code in position 10), it searches for the most probabl
 a Viterbi pass over the CTC alignments whose state is (characters emitted, last symbol for the
 repeat rule, weighted sum mod 11), so a dropped or doubled character is repaired as well as a
 misread one. The search keeps the first character in the mandatory-region set, position 9 in
-``0``-``9``/``X`` and position 10 off ``U``, ``Z`` and ``0``. European (and every other
-optional-region) reading is returned as read.
+``0``-``9``/``X`` and position 10 off ``U``, ``Z`` and ``0``.
+
+A misread first character hides a mandatory-region VIN (``MGKT1G87N1145940X``: the ``L`` of
+``LMGKT...`` lost, an ``X`` gained). Where the reading starts with another character, is 17 +- 2
+characters long and is *not* a clean VIN (:func:`reads_clean`: 17 VIN characters ending in four
+digits), the same search runs too, and its VIN is taken only when its alignment costs at most
+``first_char_margin`` nats more than the greedy path's (the model gave the repair real
+probability). A European (or any optional-region) reading that is clean is returned as read.
 """
 
 from __future__ import annotations
@@ -31,16 +37,28 @@ from vin_ocr.vin import (
     check_digit_ok,
 )
 
-__all__ = ["MAX_LENGTH_OFF", "ctc_read", "greedy", "needs_search", "vin_search"]
+__all__ = [
+    "FIRST_CHAR_MARGIN",
+    "MAX_LENGTH_OFF",
+    "ctc_read",
+    "greedy",
+    "greedy_spans",
+    "needs_search",
+    "reads_clean",
+    "vin_search",
+]
 
 #: The search runs on greedy readings of 17 +- this many characters (a longer or shorter one is
 #: not a VIN with a slip but something else, and forcing 17 characters onto it invents a VIN).
 MAX_LENGTH_OFF = 2
+#: How many nats the first-character search's VIN may cost beyond the greedy path (see above).
+FIRST_CHAR_MARGIN = 6.0
 
 _CHECK_POS = 8  # position 9, 0-based
 _YEAR_POS = 9
 _MANDATORY_FIRST = frozenset(c for c in ALPHABET if check_digit_mandatory(c))
 _FLOOR = 1e-30  # probabilities are clipped here before the log
+_ALPHABET_SET = frozenset(ALPHABET)
 
 
 def greedy(probs: np.ndarray, charset: Sequence[str]) -> tuple[str, tuple[float, ...]]:
@@ -59,6 +77,28 @@ def greedy(probs: np.ndarray, charset: Sequence[str]) -> tuple[str, tuple[float,
     return text, confs
 
 
+def greedy_spans(probs: np.ndarray, charset: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Best-path decoding with where each character was read: (character, first frame, last
+    frame + 1) per emitted character; frame ``t`` covers input columns ``[8t, 8t + 8)``.
+
+    >>> p = np.eye(3)[[1, 1, 0, 2, 0, 0]]
+    >>> greedy_spans(p, ["", "A", "B"])
+    [('A', 0, 2), ('B', 3, 4)]
+    """
+    probs = _check(probs, charset)
+    best = probs.argmax(1)
+    spans = []
+    t = 0
+    while t < len(best):
+        end = t + 1
+        while end < len(best) and best[end] == best[t]:
+            end += 1
+        if best[t] != 0:
+            spans.append((charset[best[t]], t, end))
+        t = end
+    return spans
+
+
 def _check(probs: np.ndarray, charset: Sequence[str]) -> np.ndarray:
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != len(charset):
@@ -66,6 +106,27 @@ def _check(probs: np.ndarray, charset: Sequence[str]) -> np.ndarray:
     if len(charset) and charset[0] != "":
         raise ValueError(f"charset[0] must be the CTC blank '', not {charset[0]!r}")
     return probs
+
+
+def reads_clean(text: str) -> bool:
+    """17 VIN characters ending in four digits: a reading the first-character search leaves
+    alone (a European VIN that reads cleanly is never changed).
+
+    >>> reads_clean("WVWZZZ1JZXW000001"), reads_clean("MGKT1G87N1145940X")
+    (True, False)
+    """
+    return len(text) == VIN_LENGTH and all(c in _ALPHABET_SET for c in text) and text[-4:].isdigit()
+
+
+def _first_char_candidate(text: str) -> bool:
+    """A reading whose first character is outside the mandatory regions but which could be a
+    mandatory-region VIN with its first character misread, lost or preceded by noise."""
+    return (
+        bool(text)
+        and not check_digit_mandatory(text)
+        and abs(len(text) - VIN_LENGTH) <= MAX_LENGTH_OFF
+        and not reads_clean(text)
+    )
 
 
 def needs_search(text: str) -> bool:
@@ -162,16 +223,35 @@ def vin_search(
     return "".join(text), total, tuple(conf)
 
 
-def ctc_read(probs: np.ndarray, charset: Sequence[str], search: bool = True) -> Reading:
+def _greedy_logp(probs: np.ndarray) -> float:
+    """Log-probability of the best path (the greedy alignment)."""
+    p = np.asarray(probs, dtype=np.float64)
+    return float(np.log(np.clip(p.max(1), _FLOOR, None)).sum())
+
+
+def ctc_read(
+    probs: np.ndarray,
+    charset: Sequence[str],
+    search: bool = True,
+    first_char_margin: float | None = FIRST_CHAR_MARGIN,
+) -> Reading:
     """Read one CTC output: the greedy reading, or, with ``search`` on, the most probable valid
-    VIN where the greedy reading is an invalid one of a mandatory-region VIN (see the module
-    docstring). ``unconstrained`` holds the greedy reading whenever the search ran (also when it
-    kept it) and is None otherwise."""
+    VIN where the greedy reading is an invalid one of a mandatory-region VIN, or (unless
+    ``first_char_margin`` is None) one whose first character was misread and whose repair costs
+    at most ``first_char_margin`` nats (see the module docstring). ``unconstrained`` holds the
+    greedy reading whenever a search ran (also when it kept it) and is None otherwise."""
     text, confs = greedy(probs, charset)
-    if not (search and needs_search(text)):
+    if not search:
         return Reading(text, char_conf=confs)
-    found = vin_search(probs, charset)
-    if found is None:
+    if needs_search(text):
+        found = vin_search(probs, charset)
+        if found is None:
+            return Reading(text, unconstrained=text, char_conf=confs)
+        vin, _, vin_confs = found
+        return Reading(vin, unconstrained=text, char_conf=vin_confs)
+    if first_char_margin is not None and _first_char_candidate(text):
+        found = vin_search(probs, charset)
+        if found is not None and _greedy_logp(probs) - found[1] <= first_char_margin:
+            return Reading(found[0], unconstrained=text, char_conf=found[2])
         return Reading(text, unconstrained=text, char_conf=confs)
-    vin, _, vin_confs = found
-    return Reading(vin, unconstrained=text, char_conf=vin_confs)
+    return Reading(text, char_conf=confs)

@@ -41,21 +41,29 @@ class EngineUnavailable(RuntimeError):
 class Engine(Protocol):
     name: str
 
-    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
+    def read(
+        self, images: Sequence[Image], crops: Sequence[bool | None] | None = None
+    ) -> list[Reading]:
         """One reading per image (text ``""`` when nothing was read)."""
         ...
 
-    def predict(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[str]:
+    def predict(
+        self, images: Sequence[Image], crops: Sequence[bool | None] | None = None
+    ) -> list[str]:
         """The texts of :meth:`read`."""
         ...
 
 
-def _crop_flags(images: Sequence[Any], crops: Sequence[bool] | None) -> list[bool]:
-    if crops is None:
-        return [True] * len(images)
-    if len(crops) != len(images):
-        raise ValueError(f"{len(images)} images but {len(crops)} crop flags")
-    return [bool(c) for c in crops]
+def _crop_flags(images: Sequence[Any], crops: Sequence[bool | None] | None) -> list[bool]:
+    """One flag per image; ``None`` entries (decide per image) are settled by the image's shape
+    alone (:func:`vin_ocr.layout.is_line_crop` without detection), for engines whose detection
+    cannot be run on its own."""
+    from vin_ocr.layout import crop_flags, is_line_crop
+
+    flags = crop_flags(images, crops)
+    return [
+        is_line_crop(im.size, None) if f is None else f for im, f in zip(images, flags, strict=True)
+    ]
 
 
 def _bgr(image: Image) -> np.ndarray:
@@ -174,10 +182,24 @@ class RapidOCREngine(TextsFromReadings):
             self._rec = self._ocr._load_rec_model()
             self._ocr._load_det_model()
 
-    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
+    def read(
+        self, images: Sequence[Image], crops: Sequence[bool | None] | None = None
+    ) -> list[Reading]:
         from rapidocr.ch_ppocr_rec import TextRecInput
 
-        flags = _crop_flags(images, crops)
+        from vin_ocr.layout import crop_flags, is_line_crop, needs_detection
+
+        flags = crop_flags(images, crops)
+        scenes: dict[int, Any] = {}
+        for i, crop in enumerate(flags):
+            if crop is None and needs_detection(images[i].size):
+                # Decide by the pipeline's own detection; its result serves if it is a scene.
+                scenes[i] = self._ocr(_bgr(images[i]))
+                boxes = getattr(scenes[i], "boxes", None)
+                found = [_bounds(b) for b in boxes] if boxes is not None else []
+                flags[i] = is_line_crop(images[i].size, found)
+            elif crop is None:
+                flags[i] = True
         out = [Reading("")] * len(images)
         line_idx = [i for i, c in enumerate(flags) if c]
         if line_idx:
@@ -186,7 +208,7 @@ class RapidOCREngine(TextsFromReadings):
                 out[i] = _line(text)
         for i, crop in enumerate(flags):
             if not crop:
-                res = self._ocr(_bgr(images[i]))
+                res = scenes[i] if i in scenes else self._ocr(_bgr(images[i]))
                 boxes = getattr(res, "boxes", None)
                 out[i] = _pick(list(getattr(res, "txts", None) or ()), boxes)
         return out
@@ -253,7 +275,9 @@ class TesseractEngine(TextsFromReadings):
             return _line(" ".join(line.strip() for line in lines if line.strip()))
         return _pick(lines)
 
-    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
+    def read(
+        self, images: Sequence[Image], crops: Sequence[bool | None] | None = None
+    ) -> list[Reading]:
         flags = _crop_flags(images, crops)
         if self.workers == 1:
             return [self._read(im, c) for im, c in zip(images, flags, strict=True)]
@@ -313,7 +337,9 @@ class PaddleOCREngine(TextsFromReadings):
                 "engine.path=REC_MODEL_DIR engine.det_path=DET_MODEL_DIR"
             ) from e
 
-    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
+    def read(
+        self, images: Sequence[Image], crops: Sequence[bool | None] | None = None
+    ) -> list[Reading]:
         flags = _crop_flags(images, crops)
         out = [Reading("")] * len(images)
         line_idx = [i for i, c in enumerate(flags) if c]
@@ -354,7 +380,9 @@ class CheckpointEngine(TextsFromReadings):
             raise EngineUnavailable(f"engine=checkpoint: {exc}") from None
         self.name = self._engine.name
 
-    def read(self, images: Sequence[Image], crops: Sequence[bool] | None = None) -> list[Reading]:
+    def read(
+        self, images: Sequence[Image], crops: Sequence[bool | None] | None = None
+    ) -> list[Reading]:
         return self._engine.read(images, crops)
 
 

@@ -101,6 +101,7 @@ class EvalConf:
     batch_size: int = 8
     limit: int | None = None
     crops: Any = "auto"  # auto | true | false
+    barcodes: bool = True  # whole photos: also read VIN barcodes and fuse them with OCR
     warmup: bool = True
     top_confusions: int = 20
     #: A truth label that is not a VIN (``O``/``I``/``Q``, length, spaces, a number): ``error``
@@ -148,12 +149,14 @@ def _crop_mode(crops: Any) -> bool | None:
     raise ValueError(f"crops={crops!r}: expected auto, true or false")
 
 
-def _is_crop(sample: Sample, mode: bool | None) -> bool:
+def _is_crop(sample: Sample, mode: bool | None) -> bool | None:
+    """``crops`` forced, else the sample's ``crop`` flag, else a scene when it has a ``box``,
+    else None: the engine decides from the image (:mod:`vin_ocr.layout`)."""
     if mode is not None:
         return mode
     if sample.crop is not None:
         return sample.crop
-    return sample.box is None
+    return False if sample.box is not None else None
 
 
 def _load(sample: Sample, manifest: Path | None):  # -> PIL.Image.Image
@@ -300,12 +303,12 @@ def _label_notes(counts: dict[str, Any], manifest: Path) -> list[str]:
 
 
 def _read_timed(
-    engine: Engine, images: Sequence[Any], flags: Sequence[bool]
+    engine: Engine, images: Sequence[Any], flags: Sequence[bool | None]
 ) -> tuple[list[Reading], list[float]]:
     """Read line crops and scenes as separate calls (their costs differ by ~40x), so each
     image's latency is its own call's time divided by that call's batch size."""
     readings, latency = [Reading("")] * len(images), [0.0] * len(images)
-    for kind in (True, False):
+    for kind in (True, False, None):
         idx = [i for i, f in enumerate(flags) if f is kind]
         if not idx:
             continue
@@ -317,6 +320,22 @@ def _read_timed(
         for i, reading in zip(idx, out, strict=True):
             readings[i], latency[i] = reading, per_image
     return readings, latency
+
+
+def source_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Where the whole photos' VINs came from (``source`` of each reading,
+    :func:`vin_ocr.barcode.fuse`): ``ocr`` only, ``barcode`` only, both agreeing (``agree``),
+    both disagreeing (``disagree``; the losing reading is in the row's ``alternative``), and
+    ``none`` (neither read anything). ``disagree_right`` counts the labelled disagreements whose
+    answer was right. Line crops are not searched and not counted."""
+    counts = dict.fromkeys(("ocr", "barcode", "agree", "disagree", "none", "disagree_right"), 0)
+    for row in rows:
+        if row.get("crop") is True:
+            continue
+        source = row.get("source") or "none"
+        counts[source] += 1
+        counts["disagree_right"] += source == "disagree" and row.get("exact") is True
+    return counts
 
 
 def repair_counts(rows: Sequence[dict[str, Any]], normalize: Any = clean) -> dict[str, int]:
@@ -352,8 +371,13 @@ def run_eval(
     engine_config: dict[str, Any] | None = None,
     progress: bool = True,
     labels: dict[str, Any] | None = None,
+    barcodes: bool = True,
 ) -> dict[str, Any]:
     """Run ``engine`` over ``samples`` in batches, score, write the run's four files.
+
+    With ``barcodes`` every whole photo is also searched for a VIN barcode and the result fused
+    with the engine's reading (:class:`vin_ocr.barcode.BarcodeFusion`); ``sources`` in the
+    report counts where each VIN came from (:func:`source_counts`).
 
     Returns the report (the dict written to ``report.json``), with ``files`` naming what was
     written. Samples without a label are predicted and written but not scored. ``labels``
@@ -370,7 +394,11 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     root = manifest.parent if manifest else None
     metric = VinMetric(top_confusions=top_confusions)
-    by_kind = {"crop": VinMetric(top_confusions=0), "scene": VinMetric(top_confusions=0)}
+    by_kind = {k: VinMetric(top_confusions=0) for k in ("crop", "scene", "auto")}
+    if barcodes:
+        from vin_ocr.barcode import BarcodeFusion
+
+        engine = BarcodeFusion(engine)
 
     if warmup:  # first-call costs (graph optimisation, caches) stay out of the latency
         engine.read([_load(samples[0], manifest)], [_is_crop(samples[0], mode)])
@@ -388,7 +416,8 @@ def run_eval(
                 row: dict[str, Any] = {"image": _rel(s.image, root), "truth": s.vin, "raw": raw}
                 if s.vin.strip():
                     sc = metric.update(s.vin, raw, latency_s=per_image)
-                    by_kind["crop" if crop else "scene"].update(s.vin, raw, latency_s=per_image)
+                    kind = "auto" if crop is None else "crop" if crop else "scene"
+                    by_kind[kind].update(s.vin, raw, latency_s=per_image)
                     row.update(truth=sc.truth, pred=sc.pred, exact=sc.exact, valid=sc.valid)
                     row.update(lenient=sc.lenient, exact_lenient=sc.exact_lenient)
                     row.update(cer=sc.cer, char_accuracy=sc.char_accuracy)
@@ -406,6 +435,7 @@ def run_eval(
     report.update(
         n_unlabelled=sum(r["exact"] is None for r in rows),
         repairs=repair_counts(rows),
+        sources=source_counts(rows) if barcodes else None,
         by_kind={
             kind: {k: v for k, v in m.summary().items() if k in _KIND_KEYS}
             for kind, m in by_kind.items()
@@ -463,6 +493,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         out_dir,
         batch_size=cfg.batch_size,
         crops=cfg.crops,
+        barcodes=cfg.barcodes,
         warmup=cfg.warmup,
         top_confusions=cfg.top_confusions,
         manifest=manifest,

@@ -28,7 +28,9 @@ class FamilyEngine(TextsFromReadings):
         self.family, self.model = family, model
         self.name = name or family.name
 
-    def read(self, images: Sequence[Any], crops: Sequence[bool] | None = None) -> list[Reading]:
+    def read(
+        self, images: Sequence[Any], crops: Sequence[bool | None] | None = None
+    ) -> list[Reading]:
         import torch
 
         self.model.eval()

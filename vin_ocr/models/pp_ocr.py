@@ -52,7 +52,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from vin_ocr.decoding.ctc import ctc_read
-from vin_ocr.models.pp_ocr_det import DetSettings, TextDetector
+from vin_ocr.layout import crop_flags, is_line_crop, needs_detection
+from vin_ocr.models.pp_ocr_det import DetSettings, TextDetector, TextLine
+from vin_ocr.models.pp_ocr_scene import (
+    GeneralReader,
+    box_crop,
+    cut_span,
+    fallback_ok,
+    fuse_line,
+    label_line,
+    line_confidence,
+    retry_views,
+    span_box,
+    vin_span,
+)
 from vin_ocr.models.vlm import ModelLoadError, resolve_hardware, settings_from
 from vin_ocr.reading import Reading, texts
 from vin_ocr.vin import ALPHABET, VIN_LENGTH, pick_vin_at
@@ -103,6 +116,10 @@ LORA_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Text-detection (pixel, box) thresholds of the second pass on a scene where no VIN was found.
+RETRY_THRESHOLDS = (0.2, 0.3)
+
+
 @dataclass
 class PPOCRSettings:
     """What ``configs/model/pp_ocr.yaml`` holds; an unknown key fails naming it."""
@@ -128,6 +145,11 @@ class PPOCRSettings:
     det_unclip_ratio: float = 1.6
     det_limit_side_len: int = 736
     det_limit_type: str = "min"  # min | max | resize_long
+    det_dilation: bool = True  # dilate the text mask before finding boxes (RapidOCR's default)
+    det_retry: bool = True  # scenes without a VIN: detect again at RETRY_THRESHOLDS
+    # The full-dictionary reader that finds the VIN line in whole photos (pp_ocr_scene.py):
+    # rapidocr | hub | a Hub id / folder | none (the VIN model reads every line).
+    general_checkpoint: str = "rapidocr"
 
     def __post_init__(self) -> None:
         checks = {
@@ -156,6 +178,7 @@ class PPOCRSettings:
             unclip_ratio=self.det_unclip_ratio,
             limit_side_len=self.det_limit_side_len,
             limit_type=self.det_limit_type,
+            dilation=self.det_dilation,
         )
 
 
@@ -353,6 +376,8 @@ class PPOCRFamily:
         self.charset: list[str] = list(VIN_CHARSET)
         self.class_index = torch.arange(len(VIN_CHARSET))
         self._detector: TextDetector | None = None
+        self._general: GeneralReader | None = None
+        self._lines: dict[str, Image] = {}  # photo -> its VIN line, for training
 
     def build(self, cfg: Any, hardware: Any) -> tuple[nn.Module, Any]:
         """Load the recogniser, set the VIN head, place it; returns (model, image processor).
@@ -423,7 +448,7 @@ class PPOCRFamily:
         """``pixel_values``, ``targets`` (concatenated VIN-class indices) and ``target_lengths``."""
         images, targets, lengths = [], [], []
         for sample in samples:
-            images.append(sample.load_image())
+            images.append(self.training_image(sample))
             ids = self.encode(sample.vin, where=str(sample.image))
             targets.extend(ids)
             lengths.append(len(ids))
@@ -432,6 +457,35 @@ class PPOCRFamily:
             "targets": torch.tensor(targets, dtype=torch.long),
             "target_lengths": torch.tensor(lengths, dtype=torch.long),
         }
+
+    def training_image(self, sample: Sample) -> Image:
+        """What the recogniser is trained on for ``sample``: a line crop as it is; a photo
+        (``crop: false``, or un-flagged and not line-shaped) cut to what :meth:`read` gives the
+        VIN model when it reads that photo: the labelled ``box`` when there is one, else the
+        detected line that matches the label, cut to the VIN's span (found once per photo and
+        kept). A photo where no line matches is trained on whole, with a warning."""
+        image = sample.load_image()
+        photo = sample.crop is False or (sample.crop is None and needs_detection(image.size))
+        if not photo:
+            return image
+        if sample.box is not None:
+            return box_crop(image, sample.box)
+        key = str(sample.image)
+        if key not in self._lines:
+            lines = self.detector().detect(image)
+            general = self.general_reader()
+            found = None
+            if lines and general is not None:
+                found = label_line(lines, general.read([ln.image for ln in lines]), sample.vin)
+            if found is None:
+                log.warning(
+                    "%s: no text line matches its label %s; the photo is trained on whole "
+                    "(give its VIN box as `box` in the manifest to fix this)",
+                    sample.image,
+                    sample.vin,
+                )
+            self._lines[key] = found if found is not None else image
+        return self._lines[key]
 
     # -- training and inference ----------------------------------------------------------------
 
@@ -479,28 +533,41 @@ class PPOCRFamily:
         return out
 
     def read(
-        self, model: nn.Module, images: Sequence[Image], crops: Sequence[bool] | None = None
+        self,
+        model: nn.Module,
+        images: Sequence[Image],
+        crops: Sequence[bool | None] | None = None,
     ) -> list[Reading]:
         """One :class:`~vin_ocr.reading.Reading` per image.
 
         Line crops (``crops[i]`` true; every image when ``crops`` is None) are recognised
-        directly, batched. A scene goes through text detection (the detector is loaded on the
-        first scene), every line found is recognised, :func:`vin_ocr.vin.pick_vin_at` picks the
-        VIN, and the reading's ``box`` is the picked line's box in image pixels. Each reading
-        goes through :func:`vin_ocr.decoding.ctc.ctc_read` (the check-digit search when
-        ``check_digit_search``)."""
-        from vin_ocr.evaluation.engines import _crop_flags
-
-        flags = _crop_flags(images, crops)
+        directly, batched. A scene (``crops[i]`` false) goes through text detection (the detector
+        is loaded on the first scene) and :mod:`vin_ocr.models.pp_ocr_scene` (the general reader
+        finds the VIN line, the VIN model reads it); the reading's ``box`` is the VIN line's box
+        in image pixels. ``crops[i]`` None decides per image (:func:`vin_ocr.layout.is_line_crop`).
+        Each VIN reading goes through :func:`vin_ocr.decoding.ctc.ctc_read` (the check-digit
+        search when ``check_digit_search``)."""
+        flags = crop_flags(images, crops)
         out = [Reading("")] * len(images)
+        detected: dict[int, list[TextLine]] = {}
+        for i, crop in enumerate(flags):
+            if crop is None and needs_detection(images[i].size):
+                detected[i] = self.detector(next(model.parameters()).device).detect(images[i])
+                boxes = [line.box for line in detected[i]]
+                flags[i] = is_line_crop(images[i].size, boxes)
+            elif crop is None:
+                flags[i] = True
         at = [i for i, crop in enumerate(flags) if crop]
-        search = self.settings.check_digit_search
         for i, probs in zip(at, self.line_probs(model, [images[i] for i in at]), strict=True):
-            out[i] = ctc_read(probs, VIN_CHARSET, search=search)
+            out[i] = self._ctc_read(probs)
         for i, crop in enumerate(flags):
             if not crop:
-                out[i] = self._read_scene(model, images[i])
+                out[i] = self._read_scene(model, images[i], detected.get(i))
         return out
+
+    def _ctc_read(self, probs: np.ndarray, search: bool | None = None) -> Reading:
+        search = self.settings.check_digit_search if search is None else search
+        return ctc_read(probs, VIN_CHARSET, search=search)
 
     def predict(self, model: nn.Module, images: Sequence[Image]) -> list[str]:
         """The texts of :meth:`read` with every image a line crop."""
@@ -512,12 +579,56 @@ class PPOCRFamily:
             self._detector = TextDetector(self.settings.detection(), device)
         return self._detector
 
-    def _read_scene(self, model: nn.Module, image: Image) -> Reading:
-        lines = self.detector(next(model.parameters()).device).detect(image)
+    def general_reader(self, device: str | torch.device = "cpu") -> GeneralReader | None:
+        """The full-dictionary reader of ``general_checkpoint`` (None for ``none``), loaded on
+        the first scene."""
+        checkpoint = self.settings.general_checkpoint
+        if checkpoint.lower() == "none":
+            return None
+        if self._general is None:
+            self._general = GeneralReader.load(checkpoint, device)
+        return self._general
+
+    def _read_scene(
+        self, model: nn.Module, image: Image, lines: list[TextLine] | None = None
+    ) -> Reading:
+        device = next(model.parameters()).device
+        if lines is None:
+            lines = self.detector(device).detect(image)
         if not lines:
             return Reading("")
+        general = self.general_reader(device)
+        if general is None:
+            return self._read_lines_vin_model(model, lines)
+        read = general.read([line.image for line in lines])
+        text, at = pick_vin_at([r.text for r in read])
+        # Glare and widely spaced characters split or hide a VIN line at the default thresholds:
+        # detect again, more permissively, then on the photo darkened against glare.
+        for view in retry_views(image) if at is None and self.settings.det_retry else ():
+            retry = self.detector(device).detect(view, *RETRY_THRESHOLDS)
+            retry_read = general.read([line.image for line in retry]) if retry else []
+            text, at = pick_vin_at([r.text for r in retry_read])
+            if at is not None:
+                lines, read = retry, retry_read
+                break
+        if at is None:  # the general reader found no VIN: the VIN model's pick, if valid
+            found = self._read_lines_vin_model(model, lines)
+            return found if fallback_ok(found.text) else Reading("")
+        line = lines[at]
+        span = vin_span(read[at], text)
+        crop = cut_span(line.image, span, len(text)) if span is not None else line.image
+        vin_model = self._ctc_read(self.line_probs(model, [crop])[0])
+        if span is None:  # the VIN model read the whole line: its VIN, if any
+            picked, where = pick_vin_at([vin_model.text])
+            vin_model = Reading(picked) if where is not None else Reading("")
+        fused = fuse_line(vin_model, text, line_confidence(read[at], text))
+        box = span_box(line.quad, line.image.size[0], span) if span is not None else line.box
+        return replace(fused, box=box)
+
+    def _read_lines_vin_model(self, model: nn.Module, lines: Sequence[TextLine]) -> Reading:
+        """Every line read by the VIN model, the VIN picked among them (no general reader)."""
         probs = self.line_probs(model, [line.image for line in lines])
-        readings = [ctc_read(p, VIN_CHARSET, search=False) for p in probs]
+        readings = [self._ctc_read(p, search=False) for p in probs]
         text, at = pick_vin_at([r.text for r in readings])
         if at is None:
             # The VIN alphabet has no space or punctuation: a label on the VIN's line merges
@@ -528,7 +639,7 @@ class PPOCRFamily:
         box = lines[at].box
         line = readings[at]
         if line.text == text and self.settings.check_digit_search:
-            return replace(ctc_read(probs[at], VIN_CHARSET, search=True), box=box)
+            return replace(self._ctc_read(probs[at]), box=box)
         start = line.text.find(text)
         conf = line.char_conf[start : start + len(text)] if start >= 0 and line.char_conf else None
         return Reading(text, char_conf=conf, box=box)

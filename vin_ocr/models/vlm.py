@@ -198,7 +198,10 @@ class PromptedVlm:
         )
 
     def read(
-        self, model: torch.nn.Module, images: Sequence[Any], crops: Sequence[bool] | None = None
+        self,
+        model: torch.nn.Module,
+        images: Sequence[Any],
+        crops: Sequence[bool | None] | None = None,
     ) -> list[Reading]:
         """One reading per image (whole image and the same prompt for line crops and scenes, so
         ``crops`` is not needed): text, per-character confidence and, where the check-digit
