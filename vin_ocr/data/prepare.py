@@ -11,8 +11,8 @@ manifests (or a parquet/card output) is refused unless ``overwrite=true``; one t
 written is refused before anything is read. A split with a non-zero ratio that would be empty
 (too few VINs: a VIN never goes to two splits) is refused, naming it, unless
 ``allow_empty_splits=true`` (then a warning); set its ratio to 0 to go without it.
-Sources (``configs/source/``): ``folder``, ``paddle``, ``hf``, ``manifest``; each names its
-reader with ``_target_``.
+Sources (``configs/source/``): ``folder``, ``paddle``, ``hf``, ``manifest``, ``yolo``; each names
+its reader with ``_target_``.
 """
 
 from __future__ import annotations
@@ -87,6 +87,26 @@ class ManifestSource:
     path: str = MISSING
 
 
+@dataclass
+class YoloSource:
+    """Images + YOLO boxes (``vin_ocr.data.yolo``); VINs from an optional labels file."""
+
+    _target_: str = "vin_ocr.data.yolo.read_yolo"
+    path: str = MISSING
+    labels: str | None = None
+    image_key: str | None = None
+    vin_key: str | None = None
+    class_ids: list[int] | None = None
+    exclude: list[str] = field(default_factory=list)
+    unlabelled: str = "keep"  # keep | skip
+    unlabelled_out: str | None = "${out}/unlabelled.jsonl"
+    crops: bool = False
+    crop_dir: str = "${out}/crops"
+    margin: float = 0.08
+    credit: str | None = None
+    source: str = "yolo"
+
+
 class OutputFormat(Enum):
     jsonl = "jsonl"
     parquet = "parquet"  # the JSONL manifests plus parquet files and a dataset card
@@ -131,6 +151,7 @@ def register_configs() -> None:
         ("paddle", PaddleSource),
         ("hf", HFSource),
         ("manifest", ManifestSource),
+        ("yolo", YoloSource),
     ):
         cs.store(group="source", name=f"{name}_schema", node=node)
 
@@ -218,14 +239,23 @@ def prepare(cfg: DictConfig) -> PrepareResult:
         log.warning("WARNING: %s; written empty (allow_empty_splits=true)", what)
 
     files: list[Path] = []
+    data_files: dict[str, str] = {}
     if fmt == "parquet":
-        data_files = {}
         for name, part in splits.items():
             if part:
                 files.append(write_parquet(part, out / "data" / f"{name}.parquet"))
                 data_files[name] = f"data/{name}.parquet"
+    # a source's required credit (meta["credit"], e.g. CC BY data) travels in a card in any format
+    credits = sorted(
+        {str(s.meta["credit"]) for p in splits.values() for s in p if "credit" in s.meta}
+    )
+    if fmt == "parquet" or credits:
         card = dict(cfg.get("card", {}))
-        files.append(write_dataset_card(out / "README.md", splits, data_files=data_files, **card))
+        files.append(
+            write_dataset_card(
+                out / "README.md", splits, data_files=data_files or None, credits=credits, **card
+            )
+        )
     for name, part in splits.items():
         files.append(write_manifest(part, out / f"{name}.jsonl"))
     return PrepareResult(report=report, splits=splits, files=files)

@@ -94,8 +94,10 @@ def dataset_card(
     license: str = "other",
     pretty_name: str = "VIN OCR",
     description: str = "",
+    credits: Sequence[str] = (),
 ) -> str:
-    """A dataset card (README.md text with the Hub's YAML header) with counts per split/source."""
+    """A dataset card (README.md text with the Hub's YAML header) with counts per split/source;
+    ``credits`` (attribution lines the sources' licences require) get their own section."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     total = sum(len(v) for v in splits.values())
@@ -133,6 +135,7 @@ def dataset_card(
         f"## Counts\n\n{total} samples.\n",
         *rows,
         "",
+        *(["## Attribution", "", *(f"- {c}" for c in credits), ""] if credits else []),
         "Prepared with `python -m vin_ocr.data.prepare` (vin-ocr).",
     ]
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
