@@ -278,6 +278,8 @@ def read_yolo(
     """Read a YOLO detection dataset into samples (see the module doc for every option)."""
     if unlabelled not in ("keep", "skip"):
         raise ValueError(f"unlabelled={unlabelled!r}: expected 'keep' or 'skip'")
+    if not 0 <= margin <= 2:
+        raise ValueError(f"margin={margin}: expected a fraction of the box height in [0, 2]")
     if crops and crop_dir is None:
         raise ValueError("crops=true needs crop_dir= (where the line crops are written)")
     root, dirs = _image_dirs(Path(path))
