@@ -70,6 +70,9 @@ def test_flat_folder_boxes_in_pixels_largest_box_first(tmp_path: Path):
     assert b.box == (10, 10, 90, 30) and b.meta["class_id"] == 0
     assert b.meta["other_boxes"] == [[1, 40, 85, 60, 95]]
     assert a.meta["_origin"].endswith("a.txt:1")
+    make_image(root / "images" / "sub" / "d.png", box=(0, 0, 20, 100))  # nested: labels/sub/
+    write_label(root / "labels" / "sub" / "d.txt", "0 0.05 0.5 0.1 1")
+    assert read_yolo(root)[-1].box == (0, 0, 20, 100)
     [only] = read_yolo(root, class_ids=[1])
     assert only.image.name == "b.png" and only.box == (40, 85, 60, 95)
     assert "other_boxes" not in only.meta
@@ -167,6 +170,8 @@ def test_label_file_without_image_and_bad_data_yaml(tmp_path: Path):
     (root / "data.yaml").write_text("train: nowhere/images\n")
     with pytest.raises(ManifestError, match=r"data.yaml: train: image folder 'nowhere/images'"):
         read_yolo(root)
+    with pytest.raises(ManifestError, match=r"expected a dataset folder or its data\.yaml"):
+        read_yolo(root / "labels.csv")
     with pytest.raises(FileNotFoundError, match="not a YOLO dataset"):
         read_yolo(tmp_path / "y" / "train" / "labels")
     (root / "data.yaml").unlink()

@@ -67,6 +67,8 @@ class YoloBox:
 def _image_dirs(path: Path) -> tuple[Path, list[tuple[str | None, Path]]]:
     """(dataset root, [(split name or None, images folder)]) for the three layouts."""
     if path.is_file():
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            raise ManifestError(f"{path}: expected a dataset folder or its data.yaml")
         return path.parent, _yaml_dirs(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: YOLO dataset not found (a folder or a data.yaml)")
@@ -292,17 +294,23 @@ def read_yolo(
     for split, image_dir in dirs:
         label_dir = _labels_dir(image_dir)
         found = sorted(
-            p for p in image_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            p for p in image_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
         )
-        stems = {p.stem for p in found}
+        stems = {p.relative_to(image_dir).with_suffix("") for p in found}
         if label_dir.is_dir():
-            orphans = sorted(p for p in label_dir.glob("*.txt") if p.stem not in stems)
+            orphans = sorted(
+                p
+                for p in label_dir.rglob("*.txt")
+                if p.relative_to(label_dir).with_suffix("") not in stems
+            )
             if orphans:
                 raise ManifestError(
                     f"{orphans[0]}: label file without its image (no {orphans[0].stem}.* in "
                     f"{image_dir}; {len(orphans)} such file(s))"
                 )
-        images += [(split, p, label_dir / f"{p.stem}.txt") for p in found]
+        images += [
+            (split, p, label_dir / p.relative_to(image_dir).with_suffix(".txt")) for p in found
+        ]
     if not images:
         raise FileNotFoundError(f"{path}: no images in " + ", ".join(str(d) for _, d in dirs))
 
