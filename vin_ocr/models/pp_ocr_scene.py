@@ -193,7 +193,7 @@ def retry_views(image: Image) -> Iterator[Image]:
 
 #: A photo's line must match its label at least this well (RapidFuzz partial ratio, 0-100) to be
 #: taken as the VIN line for training.
-MATCH_MIN = 60.0
+MATCH_MIN = 75.0
 #: Margin around a labelled VIN box, as a share of the box height (each side).
 BOX_MARGIN = 0.15
 
