@@ -86,7 +86,8 @@ class TrainDataConf:
 
     train: str | None = None  # a manifest of real training samples
     val: str | None = None  # a manifest for validation; None: synthetic validation samples
-    #: manifests evaluated with the harness at the end ("samples": the bundled sample set)
+    #: manifests evaluated with the harness at the end ("samples": the bundled sample set,
+    #: "real": the bundled real photos)
     test: list[str] = field(default_factory=lambda: ["samples"])
     synth_train: int = 4000  # synthetic training samples per epoch, rendered on the fly; 0: none
     synth_val: int = 200  # synthetic validation samples (used when ``val`` is None)
@@ -136,8 +137,10 @@ class Concat(Sequence[Sample]):
 
 
 def test_manifest(name: str) -> Path:
-    """A ``data.test`` entry as a manifest path ("samples" is the bundled set)."""
-    return vin_ocr.SAMPLES_DIR / "manifest.jsonl" if name == "samples" else Path(name)
+    """A ``data.test`` entry as a manifest path ("samples": the bundled synthetic set; "real":
+    the bundled real photos, data/real)."""
+    named = {"samples": vin_ocr.SAMPLES_DIR, "real": vin_ocr.REAL_DIR}
+    return named[name] / "manifest.jsonl" if name in named else Path(name)
 
 
 def build_datasets(cfg: Any) -> tuple[Sequence[Sample], Sequence[Sample]]:

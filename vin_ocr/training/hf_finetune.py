@@ -359,9 +359,22 @@ def _trim_metrics(run_dir: Path, step: int) -> None:
     again), so the file reads as an uninterrupted run's."""
     path = run_dir / "metrics.jsonl"
     if path.is_file():
-        rows = [r for r in path.read_text(encoding="utf-8").splitlines() if r.strip()]
-        kept = [r for r in rows if json.loads(r).get("step", 0) <= step]
+        kept = []
+        for row in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(row).get("step", 0) <= step:
+                    kept.append(row)
+            except ValueError:  # a line cut short by the kill
+                continue
         atomic_write_text(path, "".join(r + "\n" for r in kept))
+
+
+def _read_report(path: Path) -> dict[str, Any] | None:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report if all(k in report for k in HEADLINE) else None
 
 
 def _build_model(family: Any, model_cfg: DictConfig, hardware: Any) -> tuple[Any, Any]:
@@ -422,9 +435,8 @@ def _train(
         for label, manifest in test_sets.items():
             out_dir = run_dir / "eval_baseline" / label
             done = out_dir / "report.json"
-            if resumed and done.is_file():  # the untrained model's report, from before the kill
-                report = json.loads(done.read_text())
-            else:
+            report = _read_report(done) if resumed else None  # from before the kill
+            if report is None:
                 name, batch = f"{model_cfg.name}:pretrained", loop_cfg.eval_batch_size
                 report = _test_eval(family, model, manifest, out_dir, name, batch)
             baselines[label] = {k: report[k] for k in HEADLINE}
@@ -532,7 +544,7 @@ def _data_share(data: DictConfig, train_data: Any, val_data: Any) -> dict[str, i
 
 
 def _label(test_name: str) -> str:
-    return "samples" if test_name == "samples" else Path(test_name).stem
+    return test_name if test_name in ("samples", "real") else Path(test_name).stem
 
 
 def _versions() -> dict[str, str]:
