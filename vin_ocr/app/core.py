@@ -144,19 +144,23 @@ def _check_pixels(image: Image, name: str, max_megapixels: float) -> None:
         )
 
 
-def is_line_crop(image: Image, kind: str = "auto", crop_aspect: float = 5.0) -> bool:
-    """Whether to read ``image`` as a line crop (recognition only) or as a photo (detection).
+def is_line_crop(image: Image, kind: str = "auto", crop_aspect: float = 5.0) -> bool | None:
+    """Whether to read ``image`` as a line crop (recognition only) or as a photo (detection);
+    ``None`` for "auto" on an image that is not clearly a line: the engine decides from what
+    its text detection finds (:mod:`vin_ocr.layout`).
 
     >>> from PIL import Image
     >>> is_line_crop(Image.new("RGB", (500, 50))), is_line_crop(Image.new("RGB", (600, 400)))
-    (True, False)
+    (True, None)
+    >>> is_line_crop(Image.new("RGB", (600, 400)), "photo")
+    False
     """
     if kind not in KINDS:
         raise ValueError(f"image kind {kind!r} is not one of {', '.join(KINDS)}")
     if kind != "auto":
         return kind == "line crop"
     w, h = image.size
-    return w >= crop_aspect * h
+    return True if w >= crop_aspect * h else None
 
 
 def sample_images(root: Path = vin_ocr.SAMPLES_DIR) -> dict[str, Path]:
@@ -253,11 +257,17 @@ class Result:
     seconds: float
 
 
-def read_image(image: Image, engine: Engine, line_crop: bool) -> Result:
-    """Read ``image`` (from :func:`load_image`) with ``engine`` and check the VIN it holds."""
+def read_image(image: Image, engine: Engine, line_crop: bool | None) -> Result:
+    """Read ``image`` (from :func:`load_image`) with ``engine`` and check the VIN it holds.
+    A photo is also searched for a VIN barcode, fused with the engine's reading
+    (:class:`vin_ocr.barcode.BarcodeFusion`); ``line_crop`` None lets the engine decide."""
+    from vin_ocr.barcode import BarcodeFusion
+
     start = time.perf_counter()
-    reading = engine.read([image], [line_crop])[0]
+    reading = BarcodeFusion(engine).read([image], [line_crop])[0]
     seconds = time.perf_counter() - start
+    if line_crop is None:  # what the engine decided: a box means it detected text lines
+        line_crop = reading.box is None and reading.source in (None, "ocr")
     vin = normalize(reading.text)
     region = image.crop(reading.box) if reading.box is not None else image
     return Result(engine.name, reading, vin, validate(vin), region, line_crop, seconds)
@@ -295,7 +305,19 @@ def explain(result: Result) -> str:
         lines.append(f"- **Text read:** `{reading.text}` (cleaned to the VIN above)")
     if reading.repaired:
         lines.append(f"- **Repaired** by VIN-constrained decoding from `{reading.unconstrained}`")
+    source = _SOURCES.get(reading.source or "")
+    if source:
+        lines.append(f"- **Source:** {source.format(alt=reading.alternative)}")
     return "\n".join(lines)
+
+
+#: How the page says where the VIN came from (``Reading.source``, vin_ocr.barcode.fuse).
+_SOURCES = {
+    "ocr": "the printed text (no VIN barcode found in the photo)",
+    "barcode": "the VIN barcode alone (the text read gave no VIN)",
+    "agree": "the printed text and the VIN barcode, which agree",
+    "disagree": "the barcode and the printed text **disagree**; the other reading was `{alt}`",
+}
 
 
 def confidence_table(result: Result) -> str:
