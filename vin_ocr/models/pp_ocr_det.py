@@ -36,6 +36,10 @@ __all__ = ["HUB_DET_CHECKPOINT", "DetSettings", "TextDetector", "TextLine", "cro
 
 HUB_DET_CHECKPOINT = "PaddlePaddle/PP-OCRv6_small_det_safetensors"
 
+#: The detector's input never has a side longer than this (RapidOCR's ``max_side_len``): a small,
+#: wide line photo scaled up to a 736-pixel short side would otherwise cost seconds.
+MAX_SIDE = 2000
+
 #: Boxes whose top edges differ by less than this many pixels are on one line (RapidOCR's rule).
 _SAME_LINE_PX = 10
 
@@ -127,6 +131,7 @@ def load_detector(checkpoint: str | None, settings: DetSettings) -> tuple[Any, A
             image_std=[0.5, 0.5, 0.5],
             limit_side_len=settings.limit_side_len,  # type: ignore[call-arg]
             limit_type=settings.limit_type,
+            max_side_limit=MAX_SIDE,
         )
         return load_rapidocr_det(), processor
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
@@ -135,7 +140,10 @@ def load_detector(checkpoint: str | None, settings: DetSettings) -> tuple[Any, A
     try:
         model = AutoModelForObjectDetection.from_pretrained(source)
         processor = AutoImageProcessor.from_pretrained(
-            source, limit_side_len=settings.limit_side_len, limit_type=settings.limit_type
+            source,
+            limit_side_len=settings.limit_side_len,
+            limit_type=settings.limit_type,
+            max_side_limit=MAX_SIDE,
         )
     except Exception as exc:
         raise ModelLoadError(f"cannot load the PP-OCR text detector {source!r}: {exc}") from exc
