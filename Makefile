@@ -10,7 +10,7 @@ TORCH    = torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX ?=
 STAMP    = $(VENV)/.installed
 
-.PHONY: setup run eval test lint format bench bench-default system-deps clean
+.PHONY: setup run eval test lint format bench bench-default bench-real system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: $(STAMP)
 ## The embedded default run (`make run`) as a benchmark, ~9 minutes: wall time and its targets.
 bench-default: $(STAMP)
 	$(BIN)/python scripts/bench_default.py
+
+## Real photos: the pretrained pipeline vs the default fine-tune on the 50 real dev photos of
+## ../shared/vin-detection, three readings (trains the default first; RUN=folder to reuse a run).
+bench-real: $(STAMP)
+	$(BIN)/python scripts/bench_real.py $(if $(RUN),run=$(RUN))
 
 ## Optional system packages (Debian/Ubuntu, as root): Tesseract baseline, extra fonts, and the
 ## Chromium the demo app's browser test drives through Playwright (never `playwright install`).
