@@ -93,21 +93,32 @@ def test_mistyped_training_data_key_fails_at_compose():
         _cfg([*TINY, "data.synth_trian=3"])
 
 
-# A run where the best validation step (2) is neither the last one nor a checkpoint's own step
-# after it: resuming without the best model in the checkpoint would publish other weights.
+# A run where the best validation step (2) is not the last one: resuming without the best model
+# in the checkpoint would publish other weights. Four bundled line crops are its test set, so
+# the card and run.json hold baseline and fine-tuned test figures too.
 KILL_RUN = [
     *TINY, "training.max_steps=6", "training.save_every=2", "training.eval_every=2",
     "training.batch_size=2", "training.num_workers=0", "training.warmup_steps=0",
     "training.learning_rate=3e-3", "training.keep_checkpoints=2", "data.synth_train=8",
-    "data.synth_val=4", "data.test=[]", "export_onnx=false",
+    "data.synth_val=4", "export_onnx=false",
 ]  # fmt: skip
 TRAIN_CMD = [sys.executable, "-m", "vin_ocr.training.hf_finetune"]
 
 
-def _run(args, **env):
-    proc = subprocess.run([*TRAIN_CMD, *KILL_RUN, *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    return proc
+@pytest.fixture(scope="module")
+def kill_test_set(tmp_path_factory):
+    rows = (vin_ocr.SAMPLES_DIR / "manifest.jsonl").read_text().splitlines()[:4]
+    rows = [{**json.loads(r), "image": str(vin_ocr.SAMPLES_DIR / json.loads(r)["image"])}
+            for r in rows]  # fmt: skip
+    path = tmp_path_factory.mktemp("test_set") / "lines.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _run(args, test_set, **env):
+    cmd = [*TRAIN_CMD, *KILL_RUN, f"data.test=[{test_set}]", *args]
+    return subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
 
 
 def _outcome(run):
@@ -122,15 +133,16 @@ def _outcome(run):
     for key in ("seconds", "samples_per_s"):
         info["metrics"]["train"].pop(key)
     card = [x for x in (run / "README.md").read_text().splitlines() if " samples/s" not in x]
+    assert "test/lines" in info["metrics"] and "test/lines_baseline" in info["metrics"]
     metrics = (run / "metrics.jsonl").read_text().splitlines()
     vals = [json.loads(x) for x in metrics if "val/exact_match" in x]
     return weights, info["metrics"], vals, card
 
 
 @pytest.fixture(scope="module")
-def straight_run(tmp_path_factory):
+def straight_run(tmp_path_factory, kill_test_set):
     run = tmp_path_factory.mktemp("straight") / "run"
-    proc = _run([f"run_dir={run}"])
+    proc = _run([f"run_dir={run}"], kill_test_set)
     assert proc.returncode == 0, proc.stderr[-3000:]
     outcome = _outcome(run)
     assert outcome[1]["train"]["best_step"] == 2  # the premise: the best is not the last step
@@ -146,21 +158,24 @@ def straight_run(tmp_path_factory):
         (5, "step_000004"),  # and the newest checkpoint is damaged: resume falls back to step 2
     ],
 )
-def test_killed_run_resumes_to_the_same_result(tmp_path, straight_run, kill_after, truncate):
+@pytest.mark.timeout(1200)  # seven short trainings in subprocesses on a loaded machine
+def test_killed_run_resumes_to_the_same_result(
+    tmp_path, straight_run, kill_test_set, kill_after, truncate
+):
     """kill -9 (the loop kills itself after step N: no timing race), then training.resume=auto:
     model/, run.json's best step and scores, the metrics log and the card equal those of an
     uninterrupted run."""
     run = tmp_path / "run"
-    proc = _run([f"run_dir={run}"], VIN_OCR_KILL_AFTER_STEP=str(kill_after))
+    proc = _run([f"run_dir={run}"], kill_test_set, VIN_OCR_KILL_AFTER_STEP=str(kill_after))
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL
     assert not (run / "run.json").exists() and not (run / "model").exists()
     if truncate:
         weights = run / "checkpoints" / truncate / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    refused = _run([f"run_dir={run}"])  # without resume: refused, nothing touched
+    refused = _run([f"run_dir={run}"], kill_test_set)  # without resume: refused
     assert refused.returncode == 1 and "training.resume=auto continues it" in refused.stderr
     assert "Traceback" not in refused.stderr
-    proc = _run([f"run_dir={run}", "training.resume=auto"])
+    proc = _run([f"run_dir={run}", "training.resume=auto"], kill_test_set)
     assert proc.returncode == 0, proc.stderr[-3000:]
     if truncate:
         log = proc.stdout + proc.stderr
