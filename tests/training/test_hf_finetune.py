@@ -141,48 +141,61 @@ def _outcome(run):
 
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory, kill_test_set):
-    run = tmp_path_factory.mktemp("straight") / "run"
-    proc = _run([f"run_dir={run}"], kill_test_set)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outcome = _outcome(run)
-    assert outcome[1]["train"]["best_step"] == 2  # the premise: the best is not the last step
-    return outcome
+    """The uninterrupted run's outcome, per extra overrides (computed once each)."""
+    done: dict[tuple[str, ...], tuple] = {}
+
+    def get(extra: tuple[str, ...]):
+        if extra not in done:
+            run = tmp_path_factory.mktemp("straight") / "run"
+            proc = _run([f"run_dir={run}", *extra], kill_test_set)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            done[extra] = _outcome(run)
+            # the premise: the best step is not the last one
+            assert done[extra][1]["train"]["best_step"] < 6
+        return done[extra]
+
+    return get
+
+
+ACCUMULATE = ("training.batch_size=1", "training.gradient_accumulation_steps=2")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("kill_after", "truncate"),
+    ("kill_after", "truncate", "extra"),
     [
-        (3, None),  # between checkpoints, after the best step
-        (6, None),  # after the last checkpoint, before model/ and run.json are written
-        (5, "step_000004"),  # and the newest checkpoint is damaged: resume falls back to step 2
+        (3, None, ()),  # between checkpoints, after the best step
+        (6, None, ()),  # after the last checkpoint, before model/ and run.json are written
+        (5, "step_000004", ()),  # the newest checkpoint damaged: resume falls back to step 2
+        (3, None, ACCUMULATE),  # with gradient accumulation
     ],
 )
-@pytest.mark.timeout(1200)  # seven short trainings in subprocesses on a loaded machine
+@pytest.mark.timeout(1200)  # up to five short trainings in subprocesses, on a loaded machine
 def test_killed_run_resumes_to_the_same_result(
-    tmp_path, straight_run, kill_test_set, kill_after, truncate
+    tmp_path, straight_run, kill_test_set, kill_after, truncate, extra
 ):
     """kill -9 (the loop kills itself after step N: no timing race), then training.resume=auto:
     model/, run.json's best step and scores, the metrics log and the card equal those of an
     uninterrupted run."""
     run = tmp_path / "run"
-    proc = _run([f"run_dir={run}"], kill_test_set, VIN_OCR_KILL_AFTER_STEP=str(kill_after))
+    want_weights, want_metrics, want_vals, want_card = straight_run(extra)
+    args = [f"run_dir={run}", *extra]
+    proc = _run(args, kill_test_set, VIN_OCR_KILL_AFTER_STEP=str(kill_after))
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL
     assert not (run / "run.json").exists() and not (run / "model").exists()
     if truncate:
         weights = run / "checkpoints" / truncate / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    refused = _run([f"run_dir={run}"], kill_test_set)  # without resume: refused
+    refused = _run(args, kill_test_set)  # without resume: refused, nothing touched
     assert refused.returncode == 1 and "training.resume=auto continues it" in refused.stderr
     assert "Traceback" not in refused.stderr
-    proc = _run([f"run_dir={run}", "training.resume=auto"], kill_test_set)
+    proc = _run([*args, "training.resume=auto"], kill_test_set)
     assert proc.returncode == 0, proc.stderr[-3000:]
     if truncate:
         log = proc.stdout + proc.stderr
         assert "skipping damaged checkpoint" in log and truncate in log, log[-3000:]
         assert "resuming from the previous intact one, step_000002" in log
     weights, metrics, vals, card = _outcome(run)
-    want_weights, want_metrics, want_vals, want_card = straight_run
     assert weights.keys() == want_weights.keys()
     for k in weights:
         assert torch.equal(weights[k], want_weights[k]), k
