@@ -228,7 +228,14 @@ def _training_data(real: int | None, synth: int, cfg: Any, sets: list[str]) -> s
         f"(kind `{_get(cfg, 'data', 'synth', 'kind', default='line')}`)\n"
         f"- validation: {val}\n"
         f"- evaluation sets: {', '.join(sets) or 'none'} (`samples` is the bundled synthetic set "
-        "`data/samples`)\n\n"
+        "`data/samples`"
+        + (
+            '; `real` is 20 real windshield photos, `data/real`, from "Vin detection", '
+            "kirill-sergeev, Roboflow Universe, CC BY 4.0, evaluation only"
+            if "real" in sets
+            else ""
+        )
+        + ")\n\n"
         "These are local data sets (vin-ocr manifests), not Hugging Face Hub datasets, so the "
         "card's `datasets` metadata lists only sets given as Hub ids."
     )
