@@ -143,11 +143,30 @@ def evaluate_all(o: RealBench, run: Path, tmp: Path) -> dict[str, dict[str, dict
     return results
 
 
+def own_reports(run: Path | None) -> list[str]:
+    """The run's own exact match before -> after: validation and each test set (run.json)."""
+    if run is None or not (run / "run.json").is_file():
+        return []
+    m = json.loads((run / "run.json").read_text()).get("metrics", {})
+    pairs = [("val", "val_baseline", "val")] + [
+        (k.removeprefix("test/"), f"{k}_baseline", k)
+        for k in m
+        if k.startswith("test/") and not k.endswith("_baseline")
+    ]
+    return [
+        f"{name} {100 * m[before]['exact_match']:.1f} → {100 * m[after]['exact_match']:.1f} %"
+        for name, before, after in pairs
+        if before in m and after in m
+    ]
+
+
 def _pass(ok: bool) -> str:
     return "**pass**" if ok else "**FAIL**"
 
 
-def entry(results: dict[str, dict[str, dict[str, Any]]], o: RealBench, run_label: str) -> str:
+def entry(
+    results: dict[str, dict[str, dict[str, Any]]], o: RealBench, run_label: str, run: Path | None
+) -> str:
     rows = [
         [name, *(f"{100 * r[x]['exact_match']:.1f} % ({100 * r[x]['cer']:.1f})" for x in READINGS)]
         for name, r in results.items()
@@ -160,6 +179,9 @@ def entry(results: dict[str, dict[str, dict[str, Any]]], o: RealBench, run_label
         bench.table(["engine", *READINGS], rows, indent="  "),
         "",
     ]
+    own = own_reports(run)
+    if own:
+        lines.append("  - the run's own reports, exact match before → after: " + ", ".join(own))
     tuned = results.get("fine-tuned")
     if tuned:
         photos = tuned["photos"]["exact_match"]
@@ -203,9 +225,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         elif not (run / "run.json").is_file():
             raise SystemExit(f"bench_real: {run} is not a finished run folder (no run.json)")
         results = evaluate_all(o, run, tmp)
+        text = entry(results, o, label, run)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    text = entry(results, o, label)
     print(text)
     if o.record:
         bench.record(text, SECTION, o.out or bench.BENCHMARKS_MD, intro=INTRO)

@@ -4,12 +4,15 @@
         out=outputs/vin_det/pseudo_train.jsonl limit=400
 
 ``manifest`` holds photos with their VIN ``box`` and no VIN (e.g. ``prepare source=yolo``'s
-splits with ``validate.allow_unlabelled=true``). Two readers read each photo independently of
-each other's input:
+splits with ``validate.allow_unlabelled=true``). Two readers read each photo:
 
-- the pretrained RapidOCR pipeline on the **whole photo** (detection, every line, the VIN rules);
-- the pretrained PP-OCR VIN model on the **box crop** alone (recognition with the check-digit
-  search).
+- the pretrained RapidOCR pipeline (onnxruntime) on the **whole photo** (detection, every line,
+  the VIN rules);
+- ``second=crop`` (default): the pretrained PP-OCR VIN model on the **box crop** alone
+  (recognition with the check-digit search), a different input, so the strictest pair; or
+  ``second=photo``: the pp_ocr family's own pipeline on the whole photo (torch detection with
+  its retries, the general reader, the VIN model on the VIN's span), which labels many more
+  photos but shares the recogniser's weights with the first reader.
 
 A photo gets a label only when both give the same VIN, it is a valid VIN, and, where the region
 makes the check digit mandatory, the check digit is right. Everything else is left out (counted).
@@ -35,6 +38,7 @@ class PseudoLabel:
     out: str = ""  # the labelled manifest to write (required; refused if it exists)
     limit: int = 0  # only the first N photos (0: all)
     exclude: str = ""  # a manifest whose images must never be labelled (e.g. the dev set)
+    second: str = "crop"  # the second reader: crop (the box crop) | photo (the whole photo)
     overwrite: bool = False
 
 
@@ -67,6 +71,8 @@ def label(o: PseudoLabel) -> Counter[str]:
 
     if not o.manifest or not o.out:
         raise SystemExit("pseudo_label: manifest=... and out=... are required")
+    if o.second not in ("crop", "photo"):
+        raise SystemExit(f"pseudo_label: second={o.second!r}: expected crop or photo")
     out = Path(o.out)
     if out.exists() and not o.overwrite:
         raise SystemExit(f"pseudo_label: {out} exists; pass overwrite=true to replace it")
@@ -89,7 +95,10 @@ def label(o: PseudoLabel) -> Counter[str]:
             continue
         image = s.load_image()
         a = whole.read([image], [False])[0].text
-        b = crop_reader.read([box_crop(image, s.box)], [True])[0].text
+        if o.second == "crop":
+            b = crop_reader.read([box_crop(image, s.box)], [True])[0].text
+        else:
+            b = crop_reader.read([image], [False])[0].text
         vin = trusted(a, b)
         counts["labelled" if vin else ("disagree" if a != b else "not_valid")] += 1
         if vin:
