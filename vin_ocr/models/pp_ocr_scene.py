@@ -48,6 +48,8 @@ GENERAL_MAX_WIDTH = 2048
 FRAME_PX = 8
 #: Margin added on each side of the VIN span, in character widths.
 SPAN_MARGIN = 0.8
+#: Character-level fusion of the two readings of a VIN line is tried up to this many differences.
+FUSE_MAX_DIFF = 3
 #: Gamma of the darkened view (:func:`retry_views`).
 GLARE_GAMMA = 2.0
 _SAFE = str.maketrans({"I": "1", "O": "0", "Q": "0"})
@@ -161,14 +163,42 @@ def span_box(quad: np.ndarray, line_width: int, span: tuple[int, int]) -> tuple[
 
 
 def fuse_line(vin_model: Reading, general: str, general_conf: tuple[float, ...] | None) -> Reading:
-    """The VIN model's reading of the VIN line unless the general reader's is the better VIN by
-    the VIN rules (:func:`vin_ocr.vin.pick_vin_at` over the two, the VIN model first so it wins
-    every tie)."""
+    """One reading of the VIN line from the VIN model's and the general reader's.
+
+    1. The general reading wins when it is the better VIN by the VIN rules
+       (:func:`vin_ocr.vin.pick_vin_at` over the two, the VIN model first so it wins ties).
+    2. Where the rules cannot tell (two 17-character readings differing in at most
+       :data:`FUSE_MAX_DIFF` positions, e.g. two valid European VINs), each differing position
+       takes the character read with the higher confidence, as long as the result is at least as
+       good a VIN as the VIN model's.
+    3. Otherwise the VIN model's reading.
+
+    >>> fuse_line(Reading("WVWZZZ1JZXW000008", char_conf=(0.9,) * 16 + (0.4,)),
+    ...           "WVWZZZ1JZXW000001", (0.9,) * 17).text
+    'WVWZZZ1JZXW000001'
+    """
     if vin_model.text == general or not general:
         return vin_model
     text, at = pick_vin_at([vin_model.text, general])
     if at == 1 and text == general:
         return Reading(general, char_conf=general_conf)
+    mine, theirs = vin_model.char_conf, general_conf
+    diff = [i for i, (a, b) in enumerate(zip(vin_model.text, general, strict=False)) if a != b]
+    if (
+        mine is None
+        or theirs is None
+        or len(vin_model.text) != VIN_LENGTH
+        or len(general) != VIN_LENGTH
+        or len(diff) > FUSE_MAX_DIFF
+    ):
+        return vin_model
+    chars, conf = list(vin_model.text), list(mine)
+    for i in diff:
+        if theirs[i] > mine[i]:
+            chars[i], conf[i] = general[i], theirs[i]
+    fused = "".join(chars)
+    if fused != vin_model.text and pick_vin_at([fused, vin_model.text])[0] == fused:
+        return Reading(fused, unconstrained=vin_model.unconstrained, char_conf=tuple(conf))
     return vin_model
 
 
