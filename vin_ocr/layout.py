@@ -24,10 +24,19 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["FILL_HEIGHT", "FILL_WIDTH", "LINE_ASPECT", "crop_flags", "is_line_crop"]
+__all__ = [
+    "FILL_HEIGHT",
+    "FILL_WIDTH",
+    "LINE_ASPECT",
+    "crop_flags",
+    "is_line_crop",
+    "needs_detection",
+    "sample_flag",
+    "settle",
+]
 
 #: An image this many times wider than tall is a text line without detection.
 LINE_ASPECT = 6.0
@@ -69,3 +78,32 @@ def is_line_crop(size: tuple[int, int], boxes: Sequence[Box] | None) -> bool:
         return False
     left, right = min(b[0] for b in boxes), max(b[2] for b in boxes)
     return right - left >= FILL_WIDTH * width and bottom - top >= FILL_HEIGHT * height
+
+
+def settle(
+    images: Sequence[Any],
+    crops: Sequence[bool | None] | None,
+    detect: Callable[[Any], tuple[Any, Sequence[Box]]] | None = None,
+) -> tuple[list[bool], dict[int, Any]]:
+    """Every image's flag, the ``None`` entries decided (:func:`is_line_crop`): by shape, and,
+    where the shape cannot tell and ``detect`` is given, by ``detect(image) -> (result, boxes)``.
+    Returns the flags and the detection results by image index, so an engine reuses them for
+    the images that turn out to be scenes."""
+    flags: list[bool] = []
+    found: dict[int, Any] = {}
+    for i, (image, flag) in enumerate(zip(images, crop_flags(images, crops), strict=True)):
+        if flag is None and detect is not None and needs_detection(image.size):
+            found[i], boxes = detect(image)
+            flag = is_line_crop(image.size, boxes)
+        elif flag is None:
+            flag = is_line_crop(image.size, None)
+        flags.append(flag)
+    return flags, found
+
+
+def sample_flag(sample: Any) -> bool | None:
+    """How a manifest sample is read: its ``crop`` flag; else a scene when it has a ``box`` (the
+    VIN's place in a photo); else ``None``, decided per image."""
+    if sample.crop is not None:
+        return bool(sample.crop)
+    return False if sample.box is not None else None

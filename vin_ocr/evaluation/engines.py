@@ -56,14 +56,11 @@ class Engine(Protocol):
 
 def _crop_flags(images: Sequence[Any], crops: Sequence[bool | None] | None) -> list[bool]:
     """One flag per image; ``None`` entries (decide per image) are settled by the image's shape
-    alone (:func:`vin_ocr.layout.is_line_crop` without detection), for engines whose detection
-    cannot be run on its own."""
-    from vin_ocr.layout import crop_flags, is_line_crop
+    alone (:func:`vin_ocr.layout.settle` without detection), for engines whose detection cannot
+    be run on its own."""
+    from vin_ocr.layout import settle
 
-    flags = crop_flags(images, crops)
-    return [
-        is_line_crop(im.size, None) if f is None else f for im, f in zip(images, flags, strict=True)
-    ]
+    return settle(images, crops)[0]
 
 
 def _bgr(image: Image) -> np.ndarray:
@@ -187,19 +184,15 @@ class RapidOCREngine(TextsFromReadings):
     ) -> list[Reading]:
         from rapidocr.ch_ppocr_rec import TextRecInput
 
-        from vin_ocr.layout import crop_flags, is_line_crop, needs_detection
+        from vin_ocr.layout import settle
 
-        flags = crop_flags(images, crops)
-        scenes: dict[int, Any] = {}
-        for i, crop in enumerate(flags):
-            if crop is None and needs_detection(images[i].size):
-                # Decide by the pipeline's own detection; its result serves if it is a scene.
-                scenes[i] = self._ocr(_bgr(images[i]))
-                boxes = getattr(scenes[i], "boxes", None)
-                found = [_bounds(b) for b in boxes] if boxes is not None else []
-                flags[i] = is_line_crop(images[i].size, found)
-            elif crop is None:
-                flags[i] = True
+        def detect(image: Image) -> tuple[Any, list[tuple[int, int, int, int]]]:
+            # Decide by the pipeline's own detection; its result serves if it is a scene.
+            res = self._ocr(_bgr(image))
+            boxes = getattr(res, "boxes", None)
+            return res, [_bounds(b) for b in boxes] if boxes is not None else []
+
+        flags, scenes = settle(images, crops, detect)
         out = [Reading("")] * len(images)
         line_idx = [i for i, c in enumerate(flags) if c]
         if line_idx:

@@ -152,11 +152,9 @@ def _crop_mode(crops: Any) -> bool | None:
 def _is_crop(sample: Sample, mode: bool | None) -> bool | None:
     """``crops`` forced, else the sample's ``crop`` flag, else a scene when it has a ``box``,
     else None: the engine decides from the image (:mod:`vin_ocr.layout`)."""
-    if mode is not None:
-        return mode
-    if sample.crop is not None:
-        return sample.crop
-    return False if sample.box is not None else None
+    from vin_ocr.layout import sample_flag
+
+    return mode if mode is not None else sample_flag(sample)
 
 
 def _load(sample: Sample, manifest: Path | None):  # -> PIL.Image.Image

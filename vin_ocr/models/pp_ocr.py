@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vin_ocr.decoding.ctc import ctc_read
-from vin_ocr.layout import crop_flags, is_line_crop, needs_detection
+from vin_ocr.layout import needs_detection, settle
 from vin_ocr.models.pp_ocr_det import DetSettings, TextDetector, TextLine
 from vin_ocr.models.pp_ocr_scene import (
     GeneralReader,
@@ -547,16 +547,13 @@ class PPOCRFamily:
         in image pixels. ``crops[i]`` None decides per image (:func:`vin_ocr.layout.is_line_crop`).
         Each VIN reading goes through :func:`vin_ocr.decoding.ctc.ctc_read` (the check-digit
         search when ``check_digit_search``)."""
-        flags = crop_flags(images, crops)
+
+        def detect(image: Image) -> tuple[list[TextLine], list[tuple[int, int, int, int]]]:
+            lines = self.detector(next(model.parameters()).device).detect(image)
+            return lines, [line.box for line in lines]
+
+        flags, detected = settle(images, crops, detect)
         out = [Reading("")] * len(images)
-        detected: dict[int, list[TextLine]] = {}
-        for i, crop in enumerate(flags):
-            if crop is None and needs_detection(images[i].size):
-                detected[i] = self.detector(next(model.parameters()).device).detect(images[i])
-                boxes = [line.box for line in detected[i]]
-                flags[i] = is_line_crop(images[i].size, boxes)
-            elif crop is None:
-                flags[i] = True
         at = [i for i, crop in enumerate(flags) if crop]
         for i, probs in zip(at, self.line_probs(model, [images[i] for i in at]), strict=True):
             out[i] = self._ctc_read(probs)

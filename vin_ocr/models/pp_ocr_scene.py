@@ -110,6 +110,13 @@ class GeneralReader:
         return [r for r in out if r is not None]
 
 
+def _alnum(text: str) -> tuple[list[int], str]:
+    """The indices of ``text``'s letters and digits, and those characters upper-cased with the
+    safe ``I``/``O``/``Q`` -> ``1``/``0``/``0`` mapping: where a picked VIN is looked up."""
+    keep = [i for i, c in enumerate(text) if c.isalnum()]
+    return keep, "".join(text[i] for i in keep).upper().translate(_SAFE)
+
+
 def vin_span(line: LineReading, vin: str) -> tuple[int, int] | None:
     """Where ``vin`` (as :func:`~vin_ocr.vin.pick_vin_at` returned it) lies in ``line``: the
     pixel columns (left, right) of its first and last characters, or None when the VIN is not a
@@ -119,8 +126,7 @@ def vin_span(line: LineReading, vin: str) -> tuple[int, int] | None:
     >>> vin_span(line, "1HG")
     (40, 62)
     """
-    keep = [i for i, c in enumerate(line.text) if c.isalnum()]
-    chars = "".join(line.text[i] for i in keep).upper().translate(_SAFE)
+    keep, chars = _alnum(line.text)
     at = chars.find(vin)
     if at < 0:
         return None
@@ -204,8 +210,7 @@ def fuse_line(vin_model: Reading, general: str, general_conf: tuple[float, ...] 
 
 def line_confidence(line: LineReading, vin: str) -> tuple[float, ...] | None:
     """The general reader's confidences of the characters of ``vin`` in ``line``."""
-    keep = [i for i, c in enumerate(line.text) if c.isalnum()]
-    chars = "".join(line.text[i] for i in keep).upper().translate(_SAFE)
+    keep, chars = _alnum(line.text)
     at = chars.find(vin)
     if at < 0 or not line.conf:
         return None
@@ -251,8 +256,7 @@ def label_line(lines: Sequence[Any], readings: Sequence[LineReading], vin: str) 
 
     best: tuple[float, int, Any] | None = None
     for i, reading in enumerate(readings):
-        keep = [k for k, c in enumerate(reading.text) if c.isalnum()]
-        chars = "".join(reading.text[k] for k in keep).upper().translate(_SAFE)
+        _, chars = _alnum(reading.text)
         if not chars:
             continue
         found = fuzz.partial_ratio_alignment(vin, chars)
@@ -261,7 +265,7 @@ def label_line(lines: Sequence[Any], readings: Sequence[LineReading], vin: str) 
     if best is None or best[0] < MATCH_MIN:
         return None
     _, i, found = best
-    keep = [k for k, c in enumerate(readings[i].text) if c.isalnum()]
+    keep, _ = _alnum(readings[i].text)
     first, last = keep[found.dest_start], keep[max(found.dest_start, found.dest_end - 1)]
     span = (math.floor(readings[i].spans[first][0]), math.ceil(readings[i].spans[last][1]))
     n = found.dest_end - found.dest_start

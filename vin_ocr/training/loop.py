@@ -217,10 +217,9 @@ def _read_texts(
     read = getattr(family, "read", None)
     if read is None:
         return list(family.predict(model, images))
-    flags = [
-        s.crop if s.crop is not None else (False if s.box is not None else None) for s in samples
-    ]
-    return [r.text for r in read(model, images, flags)]
+    from vin_ocr.layout import sample_flag
+
+    return [r.text for r in read(model, images, [sample_flag(s) for s in samples])]
 
 
 def evaluate_model(
