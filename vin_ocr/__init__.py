@@ -4,10 +4,14 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-#: Repository root (the package is installed editable; configs/ and data/ live beside it).
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "configs"
-SAMPLES_DIR = REPO_ROOT / "data" / "samples"
-#: 20 real windshield photos with hand-checked VINs (CC BY 4.0, data/real/README.md), for
-#: evaluation only.
-REAL_DIR = REPO_ROOT / "data" / "real"
+_PACKAGE = Path(__file__).resolve().parent
+#: The source checkout (scripts/, docs/, stubs/): meaningful only in a checkout, not in an
+#: installed wheel. Everything a command needs at run time lives inside the package.
+REPO_ROOT = _PACKAGE.parent
+#: The Hydra configs, shipped in the package (the checkout's ``configs/`` links here).
+CONFIG_DIR = _PACKAGE / "configs"
+#: The 40 bundled synthetic samples (``data/samples`` in a checkout links here).
+SAMPLES_DIR = _PACKAGE / "assets" / "samples"
+#: 20 real windshield photos with hand-checked VINs (CC BY 4.0, its README.md credits them), for
+#: evaluation only (``data/real`` in a checkout links here).
+REAL_DIR = _PACKAGE / "assets" / "real"
