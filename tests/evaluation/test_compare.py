@@ -17,7 +17,9 @@ from vin_ocr.evaluation.compare import (
     build_comparison,
     compare,
     compare_runs,
+    current,
     load_report,
+    reports_from_summary,
     winners,
     wins_markdown,
 )
@@ -189,3 +191,60 @@ def test_cli_prints_who_wins_where(two_runs, train_run, tmp_path):
     assert proc.stdout.startswith("| Set | Metric | rapidocr | blank |")
     assert "## Who wins where" in proc.stdout and "### manifest" in proc.stdout
     assert out.is_file() and out.with_suffix(".json").is_file()
+
+
+# --------------------------------------------------------------------------- old reports
+OLD_REPORT = {  # the keys a report.json had before it carried `definitions`
+    "engine": {"name": "old"},
+    "n": 5,
+    "exact_match": 0.6,
+    "char_accuracy": 0.98,  # the old, index-by-index figure: not 1 - CER
+    "cer": 0.05,
+    "valid_rate": 0.6,
+    "empty_rate": 0.2,
+    "per_position": [1.0] * 17,
+}
+
+
+def test_old_reports_never_share_a_row_with_new_ones(two_runs, tmp_path):
+    old_dir = tmp_path / "old_run"
+    old_dir.mkdir()
+    data = load_report(two_runs[0])["data"]
+    (old_dir / "report.json").write_text(json.dumps({**OLD_REPORT, "data": data}), "utf-8")
+    new = load_report(two_runs[0])
+    cmp = build_comparison([two_runs[0], old_dir], tmp_path / "c.md")
+    rows = {ln.split(" | ")[0].lstrip("| "): ln for ln in cmp.table.splitlines()[2:] if ln}
+    fmt = "{:.2f} %".format
+    # today's rows: the old report has no figure there, except the lenient exact match (the
+    # old exact match was scored on vin.normalize(answer): the same definition)
+    assert rows["Character accuracy (1 − CER)"].endswith(
+        f"| {fmt(100 * new['char_accuracy'])} | – |"
+    )
+    assert rows["CER"].endswith(f"| {fmt(100 * new['cer'])} | – |")
+    assert rows["Exact match"].endswith(f"| {fmt(100 * new['exact_match'])} | – |")
+    assert rows["Exact match, lenient (VIN found in the output)"].endswith(" 60.00 % |")
+    # the old figures under labels that say what they are
+    old_acc = "Character accuracy, old definition (index by index, extra characters free)"
+    assert rows[old_acc].endswith("| – | 98.00 % |")
+    assert rows["CER after vin.normalize (old reports)"].endswith("| – | 5.00 % |")
+    assert rows["Empty rate after vin.normalize (old reports)"].endswith("| – | 20.00 % |")
+    assert "Note: old: report(s) written before report.json carried `definitions`" in cmp.table
+    wins = cmp.wins[next(iter(cmp.wins))]
+    assert "char_accuracy" not in wins["metrics"] and "cer" not in wins["metrics"]
+    assert all(best in ([], ["rapidocr"]) for best in wins["per_position"])
+    saved = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))["runs"][1]
+    assert next(iter(saved["sets"].values()))["char_accuracy_old"] == 0.98
+    # two new reports: no old rows, no note
+    table = compare_runs([two_runs[0], two_runs[1]])
+    assert "old" not in table and "vin.normalize" not in table
+
+
+def test_old_and_new_wandb_summaries():
+    old = reports_from_summary({f"eval/s/{k}": v for k, v in OLD_REPORT.items() if k != "engine"})
+    assert old["s"]["char_accuracy_old"] == 0.98 and "char_accuracy" not in old["s"]
+    assert old["s"]["exact_match_lenient"] == 0.6 and old["s"]["old_definitions"] is True
+    new = {"eval/s/exact_match": 0.5, "eval/s/exact_match_lenient": 0.6, "eval/s/cer": 0.1}
+    assert reports_from_summary(new) == {
+        "s": {"exact_match": 0.5, "exact_match_lenient": 0.6, "cer": 0.1}
+    }
+    assert current({**OLD_REPORT, "definitions": {}})["char_accuracy"] == 0.98

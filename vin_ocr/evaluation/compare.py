@@ -17,6 +17,11 @@ stem (what a training run names ``eval/<set>``). It prints the table and the "wh
 section; with ``out`` it writes ``FILE.md`` (both, plus the chart), ``FILE.json`` (every figure
 and the winners) and the chart ``FILE.png`` (``FILE_<set>.png`` per test set when there are
 several). The best value of each metric is in bold.
+
+Reports written before ``report.json`` carried ``definitions`` (before 2026-12-01) measured on
+``vin.normalize(answer)``, and their ``char_accuracy`` was not 1 - CER: :func:`current` moves
+their figures to rows that say what they are (:data:`OLD_ROWS`), so that no row mixes two
+definitions. Their exact match is the lenient one of today's reports (the same definition).
 """
 
 from __future__ import annotations
@@ -35,11 +40,39 @@ from omegaconf import MISSING, DictConfig
 
 import vin_ocr
 from vin_ocr.data.sample import atomic_write_text
-from vin_ocr.evaluation.report import HEADLINE, fmt, plot_per_position, write_json
+from vin_ocr.evaluation.report import HEADLINE, plot_per_position, write_json
+from vin_ocr.evaluation.report import fmt as _fmt
 
 WANDB_PREFIX = "wandb:"
+
+#: Keys only reports with today's definitions have (W&B summaries carry no ``definitions``).
+NEW_ONLY = ("exact_match_lenient", "norm_edit_dis", "positional_accuracy")
+#: Where an old report's figures go: old key -> the key it is shown under. Old reports scored
+#: ``vin.normalize(answer)`` (labels dropped, I/O/Q -> 1/0/0, the best 17-character run), and
+#: their ``char_accuracy`` compared equal-length strings index by index (aligned otherwise,
+#: extra characters free).
+OLD_KEYS = {
+    "exact_match": "exact_match_lenient",  # vin.normalize(answer) == truth: the same definition
+    "cer": "cer_normalized",
+    "char_accuracy": "char_accuracy_old",
+    "valid_rate": "valid_rate_normalized",
+    "empty_rate": "empty_rate_normalized",
+    "per_position": "per_position_old",
+}
+#: Rows for old reports' figures, shown only when a compared report has them.
+OLD_ROWS: tuple[tuple[str, str, bool | None], ...] = (
+    ("cer_normalized", "CER after vin.normalize (old reports)", False),
+    (
+        "char_accuracy_old",
+        "Character accuracy, old definition (index by index, extra characters free)",
+        True,
+    ),
+    ("valid_rate_normalized", "Valid VIN rate after vin.normalize (old reports)", True),
+    ("empty_rate_normalized", "Empty rate after vin.normalize (old reports)", False),
+)
+ROWS = HEADLINE + OLD_ROWS
 #: report keys kept for each run and test set in ``FILE.json``
-KEPT = (*(k for k, _, _ in HEADLINE), "per_position")
+KEPT = (*(k for k, _, _ in ROWS), "per_position", "per_position_old", "old_definitions")
 
 
 class RunFolderError(ValueError):
@@ -78,6 +111,34 @@ def load_report(run: str | Path) -> dict[str, Any]:
     return report
 
 
+def fmt(key: str, value: Any) -> str:
+    """:func:`vin_ocr.evaluation.report.fmt`, old rows formatted like the rows they stand beside."""
+    base = {v: k for k, v in OLD_KEYS.items() if k != "exact_match"}
+    return _fmt(base.get(key, key), value)
+
+
+def is_old(report: Mapping[str, Any]) -> bool:
+    """A report written before the metrics had today's definitions: no ``definitions`` and none
+    of the keys only today's reports have (:data:`NEW_ONLY`)."""
+    return "definitions" not in report and not any(k in report for k in NEW_ONLY)
+
+
+def current(report: Mapping[str, Any]) -> dict[str, Any]:
+    """``report`` with an old report's figures moved to the keys of :data:`OLD_KEYS` (and
+    ``old_definitions: True``); a report with today's definitions unchanged.
+
+    >>> current({"exact_match": 0.5, "cer": 0.1, "char_accuracy": 0.95, "n": 4})
+    {'n': 4, 'exact_match_lenient': 0.5, 'cer_normalized': 0.1, 'char_accuracy_old': 0.95, \
+'old_definitions': True}
+    """
+    if not is_old(report):
+        return dict(report)
+    out = {k: v for k, v in report.items() if k not in OLD_KEYS}
+    out.update({OLD_KEYS[k]: v for k, v in report.items() if k in OLD_KEYS})
+    out["old_definitions"] = True
+    return out
+
+
 def set_name(report: Mapping[str, Any]) -> str:
     """The test set a report scored: ``samples`` for the bundled set, else the manifest's stem."""
     path = (report.get("data") or {}).get("path")
@@ -101,6 +162,7 @@ def load_folder(run: str | Path) -> RunReports:
     else:
         report = load_report(path)
         sets = {set_name(report): report}
+    sets = {name: current(r) for name, r in sets.items()}
     label = next((_engine(r) for r in sets.values() if _engine(r)), None) or path.resolve().name
     return RunReports(label, str(run), path.resolve().name, sets)
 
@@ -108,13 +170,14 @@ def load_folder(run: str | Path) -> RunReports:
 # --------------------------------------------------------------------------- W&B runs
 def reports_from_summary(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Test-set reports from a W&B run summary (``eval/<set>/<metric>``, as ``logger=wandb``
-    writes them); sets without an exact match are left out."""
+    writes them), old runs' figures moved by :func:`current`; sets without an exact match are
+    left out."""
     sets: dict[str, dict[str, Any]] = {}
     for key, value in summary.items():
         parts = str(key).split("/")
         if len(parts) == 3 and parts[0] == "eval" and parts[2] in KEPT:
             sets.setdefault(parts[1], {})[parts[2]] = value
-    return {name: r for name, r in sets.items() if r.get("exact_match") is not None}
+    return {name: current(r) for name, r in sets.items() if r.get("exact_match") is not None}
 
 
 def _wandb_api() -> Any:
@@ -196,9 +259,32 @@ def _best(values: Sequence[Any], higher: bool | None) -> Any:
     return max(present) if higher else min(present)
 
 
+def _rows(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> tuple:
+    """:data:`HEADLINE`, and those of :data:`OLD_ROWS` some report has."""
+    present = {k for by_set in runs.values() for r in by_set.values() for k in r}
+    return HEADLINE + tuple(row for row in OLD_ROWS if row[0] in present)
+
+
+def _old_note(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    old = [
+        lbl
+        for lbl, by_set in runs.items()
+        if any(r.get("old_definitions") for r in by_set.values())
+    ]
+    if not old:
+        return []
+    return [
+        f"Note: {', '.join(old)}: report(s) written before report.json carried `definitions`, "
+        "scored on vin.normalize(answer): their exact match is shown as the lenient one (the "
+        "same definition), their CER, character accuracy, valid and empty rates in rows of "
+        "their own (old definitions), their per-position accuracy is left out of the winners."
+    ]
+
+
 def metrics_table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """A markdown table of the headline metrics: one column per run (``label -> set ->
-    report``), one row per metric (and test set, in a first column, when there are several)."""
+    report``), one row per metric (and test set, in a first column, when there are several);
+    old reports' figures (see :func:`current`) in rows of their own, with a note."""
     if not runs:
         raise ValueError("compare: no reports given")
     sets = list(dict.fromkeys(s for by_set in runs.values() for s in by_set))
@@ -207,10 +293,11 @@ def metrics_table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
         ("| Set " if multi else "") + "| Metric | " + " | ".join(runs) + " |",
         "|" + "---|" * (multi + 1 + len(runs)),
     ]
-    notes = []
+    notes = _old_note(runs)
+    rows = _rows(runs)
     for s in sets:
         reports = [by_set.get(s) or {} for by_set in runs.values()]
-        for key, label, higher in HEADLINE:
+        for key, label, higher in rows:
             values = [r.get(key) for r in reports]
             best = _best(values, higher)
             cells = [
@@ -231,10 +318,11 @@ def metrics_table(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
 def compare(reports: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]]) -> str:
     """A markdown table of the headline metrics of reports on one test set, best in bold.
 
-    ``reports`` is a list (columns named after each report's engine) or a mapping label -> report.
+    ``reports`` is a list (columns named after each report's engine) or a mapping label -> report;
+    old reports' figures are shown under their own rows (:func:`current`).
 
-    >>> a = {"engine": {"name": "a"}, "exact_match": 0.5, "cer": 0.1, "n": 4}
-    >>> b = {"engine": {"name": "b"}, "exact_match": 0.75, "cer": 0.2, "n": 4}
+    >>> a = {"engine": {"name": "a"}, "exact_match": 0.5, "cer": 0.1, "n": 4, "definitions": {}}
+    >>> b = {"engine": {"name": "b"}, "exact_match": 0.75, "cer": 0.2, "n": 4, "definitions": {}}
     >>> print(compare([a, b]).splitlines()[2])
     | Exact match | 50.00 % | **75.00 %** |
     """
@@ -246,7 +334,7 @@ def compare(reports: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any
             lbl if labels.count(lbl) == 1 else f"{lbl} ({i + 1})": r
             for i, (lbl, r) in enumerate(zip(labels, reports, strict=True))
         }
-    return metrics_table({label: {"": r} for label, r in runs.items()})
+    return metrics_table({label: {"": current(r)} for label, r in runs.items()})
 
 
 def winners(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
@@ -258,7 +346,7 @@ def winners(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, An
     for s in sets:
         present = {lbl: by_set[s] for lbl, by_set in runs.items() if s in by_set}
         metrics = {}
-        for key, _, higher in HEADLINE:
+        for key, _, higher in ROWS:
             best = _best([r.get(key) for r in present.values()], higher)
             if best is not None:
                 metrics[key] = [lbl for lbl, r in present.items() if r.get(key) == best]
@@ -287,8 +375,8 @@ def _spans(positions: Sequence[int]) -> str:
 def wins_markdown(runs: Mapping[str, Mapping[str, Mapping[str, Any]]], wins: Mapping) -> str:
     """The "who wins where" section: per test set, each metric's winner with the runner-up,
     the positions each run leads, and a count of metric wins per run."""
-    labels = {key: label for key, label, _ in HEADLINE}
-    higher = {key: h for key, _, h in HEADLINE}
+    labels = {key: label for key, label, _ in ROWS}
+    higher = {key: h for key, _, h in ROWS}
     lines = ["## Who wins where", ""]
     total = dict.fromkeys(runs, 0)
     for s, w in wins.items():
@@ -370,8 +458,15 @@ class Comparison:
             series = {
                 lbl: by_set[s].get("per_position") or []
                 for lbl, by_set in self.by_label.items()
-                if s in by_set
+                if s in by_set and not by_set[s].get("old_definitions")
             }
+            series.update(  # old reports: their own label, never one series with today's
+                {
+                    f"{lbl} (old definition)": by_set[s].get("per_position_old") or []
+                    for lbl, by_set in self.by_label.items()
+                    if s in by_set and by_set[s].get("old_definitions")
+                }
+            )
             charts[s] = plot_per_position(series, png)
         header = "# VIN runs compared\n\n" + "".join(
             f"- {r.label}: `{r.source}`\n" for r in self.runs
