@@ -16,6 +16,7 @@ from vin_ocr import vin as vinlib
 from vin_ocr.data import augment as aug
 from vin_ocr.data import fonts, synth
 from vin_ocr.data.sample import Sample, read_manifest
+from vin_ocr.data.synth.glyphs import _code39
 
 NO_AUG = {"augment": {"strength": 0.0}}
 
@@ -306,7 +307,7 @@ def test_geometry_keeps_the_whole_image_and_moves_boxes_with_it():
 
 def test_code39_pattern_of_a_known_symbol():
     # '*' start/stop and '0' from the Code 39 table: bar, gap, bar... in 1-module units.
-    bars = synth._code39("0", 1, 2)
+    bars = _code39("0", 1, 2)
     row = "".join(str(int(v)) for v in bars[0])
     assert row == "100010111011101" + "0" + "101000111011101" + "0" + "100010111011101"
     assert bars.shape == (2, len(row))
@@ -315,8 +316,8 @@ def test_code39_pattern_of_a_known_symbol():
 def test_code39_fractional_module_keeps_the_ink_and_decodes():
     import zxingcpp
 
-    whole = synth._code39("1M8GDM9AXKP042788", 1, 1)[0]
-    part = synth._code39("1M8GDM9AXKP042788", 1.3, 40)
+    whole = _code39("1M8GDM9AXKP042788", 1, 1)[0]
+    part = _code39("1M8GDM9AXKP042788", 1.3, 40)
     assert part.shape == (40, int(np.ceil(whole.size * 1.3)))
     assert part.min() >= 0 and part.max() <= 1
     assert abs(part[0].sum() - 1.3 * whole.sum()) < 1e-3  # each bar covers 1.3 px per module

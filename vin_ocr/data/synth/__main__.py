@@ -1,0 +1,6 @@
+"""``python -m vin_ocr.data.synth [hydra overrides]``: see :mod:`vin_ocr.data.synth.cli`."""
+
+from vin_ocr.data.synth.cli import main
+
+if __name__ == "__main__":
+    main()
