@@ -20,7 +20,10 @@ Options are ``key=value`` (:class:`InferBench`; a typo fails naming the key). En
 The VLM rows generate with the tiny random LFM2-VL (``model.tiny=true``; the time is the decoding
 machinery's, not a real model's) under each ``model.decoding`` variant of :data:`VLM_DECODING`.
 Every engine reads the same images, rendered once before timing; one untimed warm-up call first.
-The *exact* column (whole VIN right, line crops) shows each engine read what it was timed on.
+The *exact* column (the answer, cleaned of case and surrounding whitespace, is the VIN) shows
+each engine read what it was timed on; *lenient* beside it counts a VIN found somewhere in the
+answer (:func:`vin_ocr.vin.normalize`), as the harness's ``exact_match_lenient`` does
+(:func:`vin_ocr.bench.score`). Entries before 2026-12-01 scored the lenient way under *exact*.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ from vin_ocr import bench
 SECTION = "## Inference (`scripts/bench_infer.py`)"
 INTRO = (
     "ms per image and images/s on synthetic VIN line crops (and whole scenes for engines that "
-    "detect text), batch 1 (one image per call) and batched; *exact* is the share of line crops "
-    "read right, as a check that the engine did the work it was timed on."
+    "detect text), batch 1 (one image per call) and batched; *exact* is the share of images "
+    "whose answer is the VIN (the harness's strict exact match), as a check that the engine did "
+    "the work it was timed on; *lenient* counts a VIN found somewhere in the answer. Entries "
+    "before 2026-12-01 have only *exact*, scored the lenient way (vin.normalize)."
 )
 #: ``model.decoding`` of each VLM generation variant (vin_ocr.decoding.vlm.VlmDecoding).
 VLM_DECODING: dict[str, dict[str, Any]] = {
@@ -73,7 +78,8 @@ class Row:
     images: str  # "line crops" | "scenes"
     batch: int
     ms_per_image: float
-    exact: float | None = None
+    exact: float | None = None  # the harness's strict exact match
+    exact_lenient: float | None = None  # a VIN found somewhere in the answer
     note: str = ""
 
 
@@ -181,10 +187,10 @@ def ms_per_image(engine: Any, images: list, batch: int, crops: bool = True) -> t
     return (time.perf_counter() - start) * 1000 / len(images), texts
 
 
-def exact(texts: Sequence[str], vins: Sequence[str]) -> float:
-    from vin_ocr.vin import normalize
-
-    return sum(normalize(t) == v for t, v in zip(texts, vins, strict=True)) / len(vins)
+def scored(engine: str, images: str, batch: int, ms: float, texts: list, vins: list) -> Row:
+    """A row with the strict and the lenient exact match of ``texts`` (:func:`bench.score`)."""
+    s = bench.score(vins, texts)
+    return Row(engine, images, batch, ms, s["exact_match"], s["exact_match_lenient"])
 
 
 def measure_engine(name: str, o: InferBench, data: dict[str, Any]) -> list[Row]:
@@ -199,10 +205,10 @@ def measure_engine(name: str, o: InferBench, data: dict[str, Any]) -> list[Row]:
     rows = []
     for batch in dict.fromkeys((1, o.batch)):
         ms, texts = ms_per_image(engine, crops, batch)
-        rows.append(Row(name, "line crops", batch, ms, exact(texts, vins)))
+        rows.append(scored(name, "line crops", batch, ms, texts, vins))
     if name not in RECOGNITION_ONLY and data["scenes"]:
         ms, texts = ms_per_image(engine, data["scenes"], 1, crops=False)
-        rows.append(Row(name, "scenes", 1, ms, exact(texts, data["scene_vins"])))
+        rows.append(scored(name, "scenes", 1, ms, texts, data["scene_vins"]))
     return rows
 
 
@@ -227,7 +233,7 @@ def measure_vlm(o: InferBench, data: dict[str, Any]) -> list[Row]:
         engine = FamilyEngine(family, model, name=name)
         for batch in dict.fromkeys((1, min(o.batch, len(images)))):
             ms, texts = ms_per_image(engine, images, batch)
-            rows.append(Row(name, "line crops", batch, ms, exact(texts, vins)))
+            rows.append(scored(name, "line crops", batch, ms, texts, vins))
     return rows
 
 
@@ -255,12 +261,12 @@ def entry(rows: list[Row], o: InferBench) -> str:
     cells = []
     for r in rows:
         if r.note:
-            cells.append([r.engine, r.images, r.note, "", "", ""])
+            cells.append([r.engine, r.images, r.note, "", "", "", ""])
             continue
-        exact_cell = "-" if r.exact is None else f"{100 * r.exact:.0f} %"
+        exact = ["-" if v is None else f"{100 * v:.0f} %" for v in (r.exact, r.exact_lenient)]
         rate = f"{1000 / r.ms_per_image:.1f}"
-        cells.append([r.engine, r.images, r.batch, f"{r.ms_per_image:.1f}", rate, exact_cell])
-    headers = ["engine", "images", "batch", "ms / image", "images / s", "exact"]
+        cells.append([r.engine, r.images, r.batch, f"{r.ms_per_image:.1f}", rate, *exact])
+    headers = ["engine", "images", "batch", "ms / image", "images / s", "exact", "lenient"]
     return head + "\n\n" + bench.table(headers, cells, indent="  ", left=2)
 
 

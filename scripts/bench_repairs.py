@@ -16,10 +16,13 @@ condition of :data:`CONDITIONS`, read by the pretrained PP-OCR recogniser
   dynamic programme; it only runs when greedy decoding gave 17 characters.
 
 Per method, condition and region group (``mandatory``: North America + China; ``optional``:
-Europe) it counts exact matches (after :func:`vin_ocr.vin.normalize`, as the harness scores) and,
-with :func:`vin_ocr.evaluation.evaluate.repair_counts`, the readings the search changed, fixed,
-broke or left wrong. Prints one JSON object; ``out=`` also writes it. The figures are recorded by
-hand in docs/benchmarks.md and docs/decoding.md.
+Europe) it scores the readings as the harness does (:func:`vin_ocr.bench.score`): strict exact
+match on the reading (``exact_*``), the lenient one beside it (``exact_lenient_*``: a VIN found
+in it by :func:`vin_ocr.vin.normalize`) and corpus CER; and counts, with
+:func:`vin_ocr.evaluation.evaluate.repair_counts` (strict), the readings the search changed,
+fixed, broke or left wrong. Figures recorded before 2026-12-01 scored ``exact``/``cer`` on
+``vin.normalize(reading)``. Prints one JSON object; ``out=`` also writes it. The figures are
+recorded by hand in docs/benchmarks.md and docs/decoding.md.
 """
 
 from __future__ import annotations
@@ -38,13 +41,14 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from vin_ocr.bench import score
 from vin_ocr.data.synth import SynthDataset
 from vin_ocr.decoding.ctc import ctc_read, greedy, needs_search, vin_search
 from vin_ocr.evaluation.evaluate import repair_counts
-from vin_ocr.evaluation.metric import levenshtein
+from vin_ocr.evaluation.metric import clean
 from vin_ocr.models.pp_ocr import VIN_CHARSET, PPOCRFamily
 from vin_ocr.reading import Reading
-from vin_ocr.vin import check_digit_mandatory, normalize
+from vin_ocr.vin import check_digit_mandatory
 
 #: Synthetic-data overrides per condition (on top of the regions below).
 CONDITIONS: dict[str, dict[str, Any]] = {
@@ -96,32 +100,26 @@ def read_all(family: PPOCRFamily, model: torch.nn.Module, images: list[Any], bat
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Exact match and character error rate before/after the search, the repair counts, and
-    ``region_missed``: readings of a mandatory-region truth whose first character was read
-    outside the mandatory set (so the search could not run)."""
+    """Exact match (strict, and lenient beside it) and character error rate before/after the
+    search, the repair counts, and ``region_missed``: readings of a mandatory-region truth whose
+    first character was read outside the mandatory set (so the search could not run)."""
     if not rows:
         return {"n": 0}
     truth = [r["truth"] for r in rows]
-    before = [normalize(r.get("unconstrained", r["text"])) for r in rows]
-    after = [normalize(r["text"]) for r in rows]
-
-    def rate(hits: int) -> float:
-        return round(hits / len(rows), 4)
-
-    def cer(preds: list[str]) -> float:
-        edits = sum(levenshtein(t, p) for t, p in zip(truth, preds, strict=True))
-        return round(edits / sum(map(len, truth)), 4)
-
+    before = score(truth, [r.get("unconstrained", r["text"]) for r in rows])
+    after = score(truth, [r["text"] for r in rows])
+    figures = {}
+    for name, key in (("exact", "exact_match"), ("exact_lenient", "exact_match_lenient")):
+        figures |= {f"{name}_before": before[key], f"{name}_after": after[key]}
+    figures |= {"cer_before": before["cer"], "cer_after": after["cer"]}
     return {
         "n": len(rows),
-        "exact_before": rate(sum(t == p for t, p in zip(truth, before, strict=True))),
-        "exact_after": rate(sum(t == p for t, p in zip(truth, after, strict=True))),
-        "cer_before": cer(before),
-        "cer_after": cer(after),
-        **repair_counts(rows, normalize),
+        **{k: round(v, 4) for k, v in figures.items()},
+        **repair_counts(rows),
         "region_missed": sum(
-            check_digit_mandatory(t) and not check_digit_mandatory(p)
-            for t, p in zip(truth, before, strict=True)
+            check_digit_mandatory(t)
+            and not check_digit_mandatory(clean(r.get("unconstrained", r["text"])))
+            for t, r in zip(truth, rows, strict=True)
         ),
     }
 
@@ -163,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 start = time.perf_counter()
                 r = decode(probs)
                 seconds[method] += time.perf_counter() - start
-                row = {"truth": truth, "exact": normalize(r.text) == truth, **r.to_json()}
+                row = {"truth": truth, "exact": clean(r.text) == truth, **r.to_json()}
                 groups[(method, condition, group)].append(row)
                 if method == "viterbi" and r.repaired and len(examples) < 12:
                     examples.append({"truth": truth, "greedy": r.unconstrained, "search": r.text})

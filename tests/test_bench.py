@@ -77,6 +77,33 @@ def test_record_appends_at_the_end_of_its_section_and_keeps_the_others(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.md"]  # no temporary file left
 
 
+def test_score_is_the_harness_strict_exact_match_with_the_lenient_one_beside():
+    vin = "1M8GDM9AXKP042788"
+    answers = [vin, f" {vin.lower()}\n", f"X{vin}", f"VIN: {vin}", vin[:16]]
+    s = bench.score([vin] * 5, answers)
+    assert s["exact_match"] == pytest.approx(2 / 5)  # case and surrounding whitespace only
+    assert s["exact_match_lenient"] == pytest.approx(4 / 5)  # a VIN found in the answer
+    assert s["cer"] == pytest.approx((1 + 5 + 1) / 85)  # edits over truth characters
+    with pytest.raises(ValueError, match="no answers"):
+        bench.score([], [])
+
+
+def test_bench_repairs_scores_strictly_with_the_lenient_figure_beside():
+    mod = script("bench_repairs")
+    vin = "1M8GDM9AXKP042788"
+    rows = [  # a repair that fixed a reading, and one kept with a stray first character
+        {"truth": vin, "text": vin, "unconstrained": "1M8GDM9A0KP042788", "repaired": True},
+        {"truth": vin, "text": "A" + vin, "unconstrained": "A" + vin, "repaired": False},
+    ]
+    for r in rows:
+        r["exact"] = r["text"] == r["truth"]
+    s = mod.summarise(rows)
+    assert (s["exact_before"], s["exact_after"]) == (0.0, 0.5)  # "A1M8..." is not the VIN
+    assert (s["exact_lenient_before"], s["exact_lenient_after"]) == (0.5, 1.0)
+    assert (s["cer_before"], s["cer_after"]) == (round(2 / 34, 4), round(1 / 34, 4))
+    assert (s["fixed"], s["broke"], s["region_missed"]) == (1, 0, 1)
+
+
 def test_table_aligns_figures_right():
     text = bench.table(["engine", "ms"], [["rapidocr", "12.5"]], indent="  ")
     assert text.splitlines() == ["  | engine | ms |", "  |---|---:|", "  | rapidocr | 12.5 |"]
@@ -146,8 +173,10 @@ def test_bench_infer_quick_times_onnx_and_constrained_generation(tmp_path):
         ("tiny lfm2_vl, constrained", 1),
         ("tiny lfm2_vl, constrained", 2),
     ]
-    assert all(r.ms_per_image > 0 and 0 <= r.exact <= 1 and not r.note for r in rows)
-    assert mod.SECTION in md.read_text()
+    assert all(r.ms_per_image > 0 and 0 <= r.exact <= r.exact_lenient <= 1 for r in rows)
+    assert not any(r.note for r in rows)
+    text = md.read_text()
+    assert mod.SECTION in text and "| exact | lenient |" in text
     with pytest.raises(SystemExit, match="paddle"):
         mod.options(["engines=[paddle]"])
 

@@ -7,6 +7,8 @@ and the dated entry appended to ``docs/benchmarks.md``.
 - :func:`time_calls`, :func:`cpu_seconds`: wall and CPU time;
 - :func:`reset_peak_memory` / :func:`peak_memory_gib`: peak RSS of this process on CPU (Linux
   resets it through ``/proc/self/clear_refs``), peak allocated CUDA memory on a GPU;
+- :func:`score`: exact match, the lenient one beside it, and CER, as the evaluation harness
+  defines them (:class:`vin_ocr.evaluation.metric.VinMetric`);
 - :func:`record`: append an entry at the end of a ``## `` section of a Markdown file (created if
   absent), written through a temporary file and a rename, every other section left as it was.
 
@@ -203,6 +205,30 @@ def peak_memory_gib(device: str = "cpu") -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / GIB if sys.platform == "darwin" else peak * 1024 / GIB
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+
+
+def score(truths: Sequence[str], answers: Sequence[str]) -> dict[str, float]:
+    """``exact_match`` (the answer, cleaned of surrounding whitespace and case, equals the truth),
+    ``exact_match_lenient`` (a VIN found somewhere in it does) and corpus ``cer``: the harness's
+    definitions (:data:`vin_ocr.evaluation.metric.DEFINITIONS`), so a benchmark's figures and an
+    evaluation's mean the same.
+
+    >>> s = score(["1M8GDM9AXKP042788"] * 2, ["1M8GDM9AXKP042788", "VIN 1M8GDM9AXKP042788"])
+    >>> s["exact_match"], s["exact_match_lenient"], round(s["cer"], 4)
+    (0.5, 1.0, 0.1176)
+    """
+    from vin_ocr.evaluation.metric import VinMetric
+
+    if not truths:
+        raise ValueError("score: no answers to score")
+    metric = VinMetric()
+    for truth, answer in zip(truths, answers, strict=True):
+        metric.update(truth, answer)
+    summary = metric.summary()
+    return {k: summary[k] for k in ("exact_match", "exact_match_lenient", "cer")}
 
 
 # -- docs/benchmarks.md ------------------------------------------------------------------------

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from vin_ocr.decoding.ctc import ctc_read, greedy, vin_search
-from vin_ocr.vin import ALPHABET, YEAR_CODES, check_digit, check_digit_ok, random_vin
+from vin_ocr.vin import (
+    ALPHABET,
+    YEAR_CODES,
+    check_digit,
+    check_digit_mandatory,
+    check_digit_ok,
+    random_vin,
+)
 
 CHARSET = ["", *ALPHABET]
 INDEX = {c: i for i, c in enumerate(CHARSET)}
@@ -156,6 +163,25 @@ def test_valid_optional_region_and_far_off_readings_are_left_alone():
     assert (wrong.text, wrong.unconstrained) == (europe[:11] + "D" + europe[12:], None)
     short = ctc_read(spelled(VIN[:12]), CHARSET)
     assert (short.text, short.unconstrained) == (VIN[:12], None)
+
+
+def test_the_search_never_moves_a_us_vin_to_new_zealand():
+    # 7S is a US WMI (check digit mandatory), 7A New Zealand's (optional). The reading's check
+    # digit is 7A's; the cheapest repair would turn S into A, leaving the region: the search
+    # must fix the check digit instead.
+    body = "AYGDEE?PF000001"
+    us, nz = (w + body.replace("?", check_digit(w + body)) for w in ("7S", "7A"))
+    assert check_digit_mandatory(us) and not check_digit_mandatory(nz) and us[8] != nz[8]
+    read = us[:8] + nz[8] + us[9:]  # the US VIN with New Zealand's check digit: invalid
+    probs = spelled(read, p2={"S": 0.55, "A": 0.45}, p9={nz[8]: 0.6, us[8]: 0.3})
+    reading = ctc_read(probs, CHARSET)
+    assert (reading.text, reading.unconstrained) == (us, read)
+    # the same frames with only 7A's digit and A readable: the search still ends in a
+    # mandatory region (at a vanishing probability), never on 7A
+    only_nz = spelled(read, p2={"A": 0.9}, p9={nz[8]: 0.9})
+    vin = vin_search(only_nz, CHARSET)[0]
+    assert vin[:2] != "7A" and check_digit_mandatory(vin) and check_digit_ok(vin)
+    assert vin_search(spelled(us), CHARSET)[0] == us  # a valid US VIN: found by the first pass
 
 
 def test_too_few_frames_keeps_the_greedy_reading_and_says_the_search_ran():

@@ -4,13 +4,15 @@
 ``charset[i]`` the character of class ``i`` (``charset[0] == ""``).
 
 :func:`ctc_read` decodes greedily (best path: argmax per frame, merge repeats, drop blanks).
-When the reading belongs to a region where the check digit is mandatory (first character
-``1``-``5``: North America, ``L``: China) and is not a valid VIN there (17 characters, right
+When the reading belongs to a region where the check digit is mandatory
+(:func:`vin_ocr.vin.check_digit_mandatory`: North America ``1``-``5`` and ``7F``-``7Z``, China
+``L`` and ``H``) and is not a valid VIN there (17 characters, right
 check digit, a model-year code in position 10), it searches for the most probable VIN that is:
 a Viterbi pass over the CTC alignments whose state is (characters emitted, last symbol for the
 repeat rule, weighted sum mod 11), so a dropped or doubled character is repaired as well as a
-misread one. The search keeps the first character in the mandatory-region set, position 9 in
-``0``-``9``/``X`` and position 10 off ``U``, ``Z`` and ``0``.
+misread one. The search keeps the WMI's first two characters in a mandatory region (never
+``7A``-``7E``: New Zealand), position 9 in ``0``-``9``/``X`` and position 10 off ``U``, ``Z``
+and ``0``.
 
 A misread first character hides a mandatory-region VIN (``MGKT1G87N1145940X``: the ``L`` of
 ``LMGKT...`` lost, an ``X`` gained). Where the reading starts with another character, is 17 +- 2
@@ -56,7 +58,17 @@ FIRST_CHAR_MARGIN = 6.0
 
 _CHECK_POS = 8  # position 9, 0-based
 _YEAR_POS = 9
-_MANDATORY_FIRST = frozenset(c for c in ALPHABET if check_digit_mandatory(c))
+#: First characters of a mandatory-region WMI (vin.check_digit_mandatory on the first two).
+_MANDATORY_FIRST = frozenset(
+    c for c in ALPHABET if any(check_digit_mandatory(c + x) for x in ALPHABET)
+)
+#: First characters whose region the second decides, with the second characters that make the
+#: check digit mandatory (``7``: ``7F``-``7Z`` and ``70``-``79`` United States, not ``7A``-``7E``).
+_SECOND_DECIDES = {
+    c: frozenset(x for x in ALPHABET if check_digit_mandatory(c + x))
+    for c in _MANDATORY_FIRST
+    if not all(check_digit_mandatory(c + x) for x in ALPHABET)
+}
 _FLOOR = 1e-30  # probabilities are clipped here before the log
 _ALPHABET_SET = frozenset(ALPHABET)
 
@@ -140,10 +152,13 @@ def needs_search(text: str) -> bool:
     return not (len(text) == VIN_LENGTH and check_digit_ok(text) and text[_YEAR_POS] in YEAR_CODES)
 
 
-def _tables(chars: str) -> tuple[np.ndarray, np.ndarray]:
+def _tables(
+    chars: str, first: frozenset[str], second: frozenset[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per position n (0-16) and character: the step added to the running sum mod 11, and 0 or
-    -inf for allowed / forbidden. The running sum is sum(weight * value) - check value, so a VIN
-    satisfies its check digit exactly when it ends at 0."""
+    -inf for allowed / forbidden (position 1 in ``first``, position 2 in ``second`` if given).
+    The running sum is sum(weight * value) - check value, so a VIN satisfies its check digit
+    exactly when it ends at 0."""
     shift = np.zeros((VIN_LENGTH, len(chars)), dtype=np.int64)
     allowed = np.ones((VIN_LENGTH, len(chars)), dtype=bool)
     for n in range(VIN_LENGTH):
@@ -153,7 +168,9 @@ def _tables(chars: str) -> tuple[np.ndarray, np.ndarray]:
                 shift[n, k] = -(10 if c == "X" else int(c) if c.isdigit() else 0) % 11
             else:
                 shift[n, k] = WEIGHTS[n] * TRANSLITERATION[c] % 11
-    allowed[0] = [c in _MANDATORY_FIRST for c in chars]
+    allowed[0] = [c in first for c in chars]
+    if second is not None:
+        allowed[1] = [c in second for c in chars]
     allowed[_YEAR_POS] = [c in YEAR_CODES for c in chars]
     return shift, np.where(allowed, 0.0, -np.inf)
 
@@ -165,13 +182,32 @@ def vin_search(
     check digit, the first character of a mandatory region and a model-year code in position
     10. Returns (VIN, log-probability of that alignment, per-character confidence: the highest
     probability among the frames that emitted the character), or None when no alignment fits
-    (fewer frames than the VIN needs)."""
+    (fewer frames than the VIN needs).
+
+    The region is the WMI's (:func:`vin_ocr.vin.check_digit_mandatory`): a first pass allows every
+    first character of a mandatory region; where its VIN's first two characters are not (``7A``-
+    ``7E``), the best of the passes that split the region by the second character is taken."""
     probs = _check(probs, charset)
+    found = _viterbi(probs, charset, _MANDATORY_FIRST)
+    if found is None or check_digit_mandatory(found[0]):
+        return found  # the best over a superset, and inside the set: the best of the set
+    passes = [_viterbi(probs, charset, _MANDATORY_FIRST - _SECOND_DECIDES.keys())]
+    passes += [_viterbi(probs, charset, frozenset(c), xs) for c, xs in _SECOND_DECIDES.items()]
+    return max((f for f in passes if f is not None), key=lambda f: f[1], default=None)
+
+
+def _viterbi(
+    probs: np.ndarray,
+    charset: Sequence[str],
+    first: frozenset[str],
+    second: frozenset[str] | None = None,
+) -> tuple[str, float, tuple[float, ...]] | None:
+    """:func:`vin_search` with position 1 in ``first`` and position 2 in ``second`` (if given)."""
     cls = [i for i, c in enumerate(charset) if c in ALPHABET and i > 0]
     chars = "".join(charset[i] for i in cls)
     logp = np.log(np.clip(probs[:, [0, *cls]], _FLOOR, None))  # (T, K): blank + VIN chars
     steps, k = logp.shape
-    shift, mask = _tables(chars)  # (17, K-1)
+    shift, mask = _tables(chars, first, second)  # (17, K-1)
     s_idx = np.arange(11)
     # Source sum of an emission of character c as the (n+1)-th character ending at sum s.
     src = (s_idx[None, None, :] - shift[:, :, None]) % 11  # (17, K-1, 11)
