@@ -129,6 +129,38 @@ def test_vocabulary_table_handles_multi_character_tokens_and_space_markers(token
         assert bool(tokens.allowed[8, 1, i]) == expected, chars
 
 
+def allowed_next(tokens: VinTokens, prefix: list[int]) -> set[str]:
+    """The single VIN characters the processor allows after the answer tokens ``prefix``."""
+    singles = {i: c for i, c in tokens.pieces.items() if len(c) == 1 and tokens.allowed[1, 0, i]}
+    processor = VinLogitsProcessor(tokens, prompt_length=1)
+    input_ids = torch.tensor([[tokens.eos_ids[0], *prefix]])
+    out = processor(input_ids, torch.zeros(1, int(tokens.length.shape[0])))
+    return {c for i, c in singles.items() if out[0, i] > float("-inf")}
+
+
+def test_the_region_comes_from_the_wmi_new_zealand_7a_7e_free_us_7f_7z_strict(tokenizer):
+    tokens = VinTokens(tokenizer)
+    one = {c: i for i, c in tokens.pieces.items() if len(c) == 1 and tokens.allowed[1, 0, i]}
+
+    def spell(text: str) -> list[int]:
+        return [one[c] for c in text]
+
+    check = set("0123456789X")
+    for wmi in ("7A", "7B", "7E"):  # New Zealand: position 9 and 10 are free
+        assert check_digit_mandatory(wmi + "3CL1234A1000001") is False
+        assert allowed_next(tokens, spell(wmi + "3CL123")) == set(ALPHABET)
+        assert "U" in allowed_next(tokens, spell(wmi + "3CL1234"))
+    for wmi in ("7F", "7S", "70", "1H", "LS", "HJ"):  # United States, China: the rules hold
+        assert allowed_next(tokens, spell(wmi + "3CL123")) == check
+        assert allowed_next(tokens, spell(wmi + "3CL1234")) == set(YEAR_CODES)
+    assert allowed_next(tokens, spell("WV3CL123")) == set(ALPHABET)
+    # A first token that spells two or more characters decides the same way.
+    for i, chars in tokens.pieces.items():
+        if 2 <= len(chars) <= 8 and tokens.allowed[0, 0, i]:
+            nxt = allowed_next(tokens, [i, *spell("0" * (8 - len(chars)))])
+            assert nxt == (check if check_digit_mandatory(chars) else set(ALPHABET)), chars
+
+
 def test_a_tokenizer_without_every_vin_character_is_refused():
     from vin_ocr.models.tiny import char_tokenizer
 

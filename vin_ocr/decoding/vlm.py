@@ -9,10 +9,12 @@ positions, so multi-character tokens (``1HG``, ``00``) are allowed wherever they
 space is allowed once, inside the first token (``Ġ1HG``), never as a token of its own nor inside
 the VIN.
 
-Position rules follow the VIN's region, decided by its first character as soon as it is
-generated: where the check digit is mandatory (North America ``1``-``5``, China ``L``) position
-9 is ``0``-``9``/``X`` and position 10 a model-year code (never ``U``, ``Z``, ``0``). Elsewhere
-both are free: VW's ``WVWZZZ...`` has ``Z`` in position 9 by design.
+Position rules follow the VIN's region, decided by its first two characters (the WMI's, through
+:func:`vin_ocr.vin.check_digit_mandatory`) as soon as they are generated: where the check digit
+is mandatory (North America ``1``-``5`` and ``7F``-``7Z``, China ``L`` and ``H``) position 9 is
+``0``-``9``/``X`` and position 10 a model-year code (never ``U``, ``Z``, ``0``). Elsewhere both
+are free: VW's ``WVWZZZ...`` has ``Z`` in position 9 by design, and New Zealand's ``7A``-``7E``
+need no check digit.
 
 The check-digit search rescores the n-best list of a constrained beam search (:func:`choose`):
 if the best sequence is a mandatory-region VIN whose check digit fails, the most probable
@@ -56,7 +58,15 @@ __all__ = [
 
 _VIN_CHARS = frozenset(ALPHABET)
 _CHECK_CHARS = frozenset("0123456789X")
-_MANDATORY_FIRST = frozenset(c for c in ALPHABET if check_digit_mandatory(c))
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+#: The first two characters of every VIN with a mandatory check digit (vin.check_digit_mandatory).
+_MANDATORY_WMI = frozenset(
+    a + b for a in ALPHABET for b in ALPHABET if check_digit_mandatory(a + b)
+)
+#: ``_MANDATORY[i, j]``: a VIN starting ``ALPHABET[i] + ALPHABET[j]`` has a mandatory check digit.
+_MANDATORY = torch.tensor([[a + b in _MANDATORY_WMI for b in ALPHABET] for a in ALPHABET])
+
+
 _CHECK_POS, _YEAR_POS = 8, 9  # positions 9 and 10, 0-based
 
 
@@ -121,8 +131,11 @@ class VinTokens:
     """Which tokens of a vocabulary spell VIN characters and where in a VIN each may go.
 
     ``allowed[n, strict]`` is the mask of tokens that may follow ``n`` VIN characters
-    (``strict``: the first character is of a mandatory-region VIN); ``allowed[17]`` holds only
-    the end tokens. Build it once per tokenizer: it decodes every token (~1 s for 150 k).
+    (``strict``: the first two characters are of a mandatory-region VIN); ``allowed[17]`` holds
+    only the end tokens. At ``n = 0`` a token's own characters decide its rules; at ``n = 1``
+    the first character and the token's do: ``after_first[i]`` is the mask after the first
+    character ``ALPHABET[i]``. Build it once per tokenizer: it decodes every token (~1 s for
+    150 k).
     """
 
     def __init__(
@@ -146,19 +159,27 @@ class VinTokens:
                 continue
             chars = text.lstrip(" ")
             self.pieces[i] = chars
-            first = chars[0] in _MANDATORY_FIRST
+            own = chars[:2] in _MANDATORY_WMI  # one character never reaches position 9 anyway
             for start in range(1 if chars != text else VIN_LENGTH):
                 for strict in (0, 1):
-                    if _fits(chars, start, bool(strict) if start else first):
+                    if _fits(chars, start, bool(strict) if start else own):
                         where[start][strict].append(i)
         size = max(len(texts), max(self.eos_ids) + 1)
         self.length = torch.zeros(size, dtype=torch.long)
-        self.first_strict = torch.zeros(size, dtype=torch.long)
+        #: index in ALPHABET of each token's first and second character (-1: none)
+        self.first_char = torch.zeros(size, dtype=torch.long)
+        self.second_char = torch.full((size,), -1, dtype=torch.long)
         ids = torch.tensor(list(self.pieces), dtype=torch.long)
         self.length[ids] = torch.tensor([len(c) for c in self.pieces.values()])
-        self.first_strict[ids] = torch.tensor(
-            [c[0] in _MANDATORY_FIRST for c in self.pieces.values()], dtype=torch.long
+        self.first_char[ids] = torch.tensor([_INDEX[c[0]] for c in self.pieces.values()])
+        self.second_char[ids] = torch.tensor(
+            [_INDEX[c[1]] if len(c) > 1 else -1 for c in self.pieces.values()]
         )
+        self.after_first = torch.zeros(len(ALPHABET), size, dtype=torch.bool)
+        for first, a in _INDEX.items():  # the second character, the token's first, decides
+            for strict, ids_ in enumerate(where[1]):
+                keep = [i for i in ids_ if (first + self.pieces[i][0] in _MANDATORY_WMI) == strict]
+                self.after_first[a, keep] = True
         self.allowed = torch.zeros(VIN_LENGTH + 1, 2, size, dtype=torch.bool)
         for start, by_rule in enumerate(where):
             for strict, allowed_ids in enumerate(by_rule):
@@ -173,14 +194,18 @@ class VinTokens:
         self._on: dict[tuple[int, torch.device], tuple[torch.Tensor, ...]] = {}
 
     def tables(self, width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """``(length, first_strict, allowed)`` padded to ``width`` tokens, on ``device``."""
+        """``(length, first_char, second_char, allowed, after_first, mandatory)``, the token
+        tables padded to ``width`` tokens, on ``device``."""
         key = (width, device)
         if key not in self._on:
             pad = max(0, width - self.length.shape[0])
             tables = (
                 torch.nn.functional.pad(self.length, (0, pad))[:width],
-                torch.nn.functional.pad(self.first_strict, (0, pad))[:width],
+                torch.nn.functional.pad(self.first_char, (0, pad))[:width],
+                torch.nn.functional.pad(self.second_char, (0, pad), value=-1)[:width],
                 torch.nn.functional.pad(self.allowed, (0, pad))[..., :width],
+                torch.nn.functional.pad(self.after_first, (0, pad))[..., :width],
+                _MANDATORY.long(),
             )
             self._on[key] = tuple(t.to(device) for t in tables)
         return self._on[key]
@@ -199,14 +224,18 @@ class VinLogitsProcessor(LogitsProcessor):
         self.prompt_length = prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        length, first_strict, allowed = self.tokens.tables(scores.shape[-1], scores.device)
+        tables = self.tokens.tables(scores.shape[-1], scores.device)
+        length, first_char, second_char, allowed, after_first, mandatory = tables
         answer = input_ids[:, self.prompt_length :]
-        if answer.shape[1]:
-            count = length[answer].sum(1).clamp(max=VIN_LENGTH)
-            strict = first_strict[answer[:, 0]]
-        else:
-            count = strict = torch.zeros(len(input_ids), dtype=torch.long, device=scores.device)
-        return scores.masked_fill(~allowed[count, strict], float("-inf"))
+        if not answer.shape[1]:
+            return scores.masked_fill(~allowed[0, 0], float("-inf"))
+        count = length[answer].sum(1).clamp(max=VIN_LENGTH)
+        first = first_char[answer[:, 0]]
+        second = second_char[answer[:, 0]]  # -1: the first token is one character
+        after = first_char[answer[:, min(1, answer.shape[1] - 1)]]
+        strict = mandatory[first, torch.where(second >= 0, second, after)]
+        mask = torch.where((count == 1)[:, None], after_first[first], allowed[count, strict])
+        return scores.masked_fill(~mask, float("-inf"))
 
 
 @dataclass(frozen=True)
