@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 import vin_ocr
 from vin_ocr.app.core import _ALIASES, BASELINE
 from vin_ocr.data.sample import atomic_write_text
+from vin_ocr.errors import UserError, check_writable, exit_on_user_error
 from vin_ocr.evaluation.engines import ENGINES
 from vin_ocr.models.engine import MODEL_DIR, RUN_FILE
 
@@ -53,7 +53,7 @@ PYTHON_VERSION = "3.11"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError):
     """An export that cannot be done as asked; the message says why and what to do."""
 
 
@@ -329,6 +329,7 @@ def export_space(cfg: Any) -> SpaceExport:
             f"out={out} is not empty; choose an empty or new folder, or pass overwrite=true to "
             "replace its content"
         )
+    check_writable(out, "out")
     if cfg.push_to:  # before writing anything
         _check_push_to(str(cfg.push_to))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -388,16 +389,8 @@ def push(folder: Path, space_id: str, hardware: str, private: bool = False) -> s
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR / "app"), config_name="space", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error(SpaceError, out="out"):  # bad input: one line, no traceback
         result = export_space(cfg)
-    except SpaceError as e:  # bad input: one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except PermissionError as e:  # a read-only output folder
-        print(
-            f"error: cannot write {e.filename}: {e.strerror}; choose another out=", file=sys.stderr
-        )
-        raise SystemExit(1) from None
     print(f"Space written to {result.out}: {', '.join(result.files)}")
     print(f"hardware: {result.hardware} ({result.why})")
 

@@ -18,8 +18,6 @@ its reader with ``_target_``.
 from __future__ import annotations
 
 import logging
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -35,6 +33,7 @@ from vin_ocr.data.sample import ManifestError, Sample, write_manifest
 from vin_ocr.data.splits import DEFAULT_RATIOS, split_by_vin
 from vin_ocr.data.validate import DataValidationError, ValidationReport, validate_samples
 from vin_ocr.data.writers import public_meta, write_dataset_card, write_parquet
+from vin_ocr.errors import check_writable, exit_on_user_error
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +192,7 @@ def check_out(out: Path, split_names: list[str], overwrite: bool) -> None:
             f"out={out} already holds {', '.join(sorted(held))}: set overwrite=true to replace "
             "them, or choose another out folder"
         )
-    parent = out
-    while not parent.exists():  # the nearest existing folder must accept a new file
-        parent = parent.parent
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as err:
-        why = err.strerror or err
-        raise ValueError(f"cannot write into {parent} ({why}): choose another out") from None
+    check_writable(out, "out")  # the folder, or the nearest existing parent, takes a new file
 
 
 def prepare(cfg: DictConfig) -> PrepareResult:
@@ -263,11 +254,8 @@ def prepare(cfg: DictConfig) -> PrepareResult:
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error(DataValidationError, ManifestError, OSError, ValueError, out="out"):
         result = prepare(cfg)
-    except (DataValidationError, ManifestError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
     print(result.summary())
 
 

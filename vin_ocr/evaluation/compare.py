@@ -40,6 +40,7 @@ from omegaconf import MISSING, DictConfig
 
 import vin_ocr
 from vin_ocr.data.sample import atomic_write_text
+from vin_ocr.errors import exit_on_user_error
 from vin_ocr.evaluation.report import HEADLINE, plot_per_position, write_json
 from vin_ocr.evaluation.report import fmt as _fmt
 
@@ -522,10 +523,8 @@ ConfigStore.instance().store(name="compare_schema", node=CompareConf)
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="compare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error(OSError, ValueError, out="out"):  # bad input: the message, no trace
         comparison = build_comparison(list(cfg.runs), cfg.out, wandb_max_runs=cfg.wandb_max_runs)
-    except (OSError, ValueError) as e:  # bad input: the message, no trace
-        raise SystemExit(f"error: {e}") from e
     print(comparison.table + "\n" + comparison.wins_md, end="")
 
 

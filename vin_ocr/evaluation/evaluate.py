@@ -32,6 +32,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 import vin_ocr
 from vin_ocr.data.sample import ManifestError, Sample, atomic_write_text, jsonl_rows, read_manifest
+from vin_ocr.errors import check_writable, exit_on_user_error
 from vin_ocr.evaluation.engines import Engine, EngineUnavailable, build_engine
 from vin_ocr.evaluation.metric import DEFINITIONS, VinMetric, clean
 from vin_ocr.evaluation.report import (
@@ -473,6 +474,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if not HydraConfig.initialized():
             raise ValueError("out_dir is not set and no Hydra run folder exists: pass out_dir=DIR")
         out_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_writable(out_dir, "out_dir")  # before the engine loads and anything is read
     manifest = resolve_manifest(cfg.data.path)
     samples, labels = check_labels(read_manifest(manifest), manifest, cfg.invalid_labels)
     if cfg.limit is not None:
@@ -503,10 +505,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error(OSError, ValueError, EngineUnavailable, out="out_dir"):
         report = evaluate(cfg)
-    except (OSError, ValueError, EngineUnavailable) as e:  # bad input: the message, no trace
-        raise SystemExit(f"error: {e}") from e
     values = ", ".join(f"{k}={fmt(k, report[k])}" for k in _CONSOLE_KEYS)
     print(f"{report['engine']['name']}: {values}")
     print(f"-> {Path(report['files']['report_md']).parent}")

@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -50,6 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 import vin_ocr
 import vin_ocr.hardware  # registers the hardware schema for Hydra
 from vin_ocr.data.sample import atomic_write_text, read_manifest
+from vin_ocr.errors import UserError, check_writable, exit_on_user_error
 from vin_ocr.models.engine import MODEL_DIR, RUN_FILE, FamilyEngine
 from vin_ocr.training.data import build_datasets, read_test_sets
 from vin_ocr.training.loggers import build_logger, worst_predictions
@@ -59,7 +59,24 @@ log = logging.getLogger(__name__)
 # hydra.run.dir: the working folder when run_dir is given (Hydra then writes nothing: train.yaml
 # turns off its .hydra copy and log file; train() checks run_dir and logs into run_dir/train.log)
 OmegaConf.register_new_resolver("vin_or", lambda a, b: a or b, replace=True)
-OmegaConf.register_new_resolver("vin_hydra_dir", lambda a, b: "." if a else b, replace=True)
+#: the default run folder when it cannot be created (``runs`` is a file, read-only folder): Hydra
+#: is given "." instead (it would fail with a traceback) and train() refuses the run in one line
+_UNCREATABLE: list[str] = []
+
+
+def _hydra_dir(run_dir: str | None, default: str) -> str:
+    _UNCREATABLE.clear()
+    if run_dir:
+        return "."
+    try:
+        check_writable(default, "run_dir")
+    except UserError:
+        _UNCREATABLE.append(default)
+        return "."
+    return default
+
+
+OmegaConf.register_new_resolver("vin_hydra_dir", _hydra_dir, replace=True)
 LOG_FILE = "train.log"
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 #: what a previous run leaves in its folder (overwrite=true removes these, and only these)
@@ -67,7 +84,7 @@ RUN_ARTEFACTS = (CHECKPOINTS, MODEL_DIR, "eval", "eval_baseline", "hub_upload", 
                  "README.md", "model.onnx", "metrics.jsonl", "config.yaml", LOG_FILE)  # fmt: skip
 
 
-class StartError(ValueError):
+class StartError(UserError):
     """A run that cannot start as asked (config, run folder, Hub settings, data, model): the
     Hydra main prints the message alone and exits 1; nothing has been written."""
 
@@ -163,16 +180,10 @@ def check_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
             f"run_dir {run_dir} already holds {what}: training.resume=auto continues it, "
             "overwrite=true replaces it, or choose another run_dir"
         )
-    parent = run_dir
-    while not parent.exists():  # created once every check passed; its nearest folder must take it
-        parent = parent.parent
-    try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as err:
-        raise StartError(
-            f"cannot write into run_dir {run_dir} ({err.strerror or err}): choose another run_dir"
-        ) from None
+    try:  # created once every check passed; its nearest existing folder must take it
+        check_writable(run_dir, "run_dir")
+    except UserError as err:
+        raise StartError(str(err)) from None
 
 
 def _remove_previous_run(run_dir: Path) -> list[str]:
@@ -212,6 +223,12 @@ def _run_dir(accelerator: Any, cfg: DictConfig) -> Path:
         from hydra.core.hydra_config import HydraConfig
 
         mine = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+        if mine and _UNCREATABLE and Path(mine) == Path.cwd():  # see _hydra_dir
+            hint = "pass run_dir=DIR, or run from another folder (run_dir=null: runs/ here)"
+            try:
+                check_writable(_UNCREATABLE[0], "run_dir", hint)
+            except UserError as err:
+                raise StartError(str(err)) from None
         mine = mine or str(Path("runs") / time.strftime("%Y-%m-%d_%H-%M-%S"))
     shared = [mine]
     if accelerator.num_processes > 1:
@@ -562,10 +579,8 @@ def _versions() -> dict[str, str]:
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error(StartError):  # bad input: the message, no trace, nothing written
         train(cfg)
-    except StartError as e:  # bad input: the message, no trace, nothing written
-        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import copy
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,6 +48,7 @@ from omegaconf import DictConfig, OmegaConf
 import vin_ocr
 import vin_ocr.hardware  # registers the hardware schema for Hydra
 from vin_ocr.data.sample import Sample, atomic_write_text, read_manifest
+from vin_ocr.errors import UserError, check_writable, exit_on_user_error
 from vin_ocr.hub.push import HubConf, HubError, check_push, push_run, replace_dir
 from vin_ocr.models.engine import MODEL_DIR, RUN_FILE
 
@@ -74,7 +74,7 @@ ADAPTER_DIR = "adapter"
 COMBINED = "combined"
 
 
-class MergeError(ValueError):
+class MergeError(UserError):
     """A merge that cannot be done as asked; the message says why and what to do."""
 
 
@@ -421,6 +421,7 @@ def merge(cfg: DictConfig) -> MergeResult:
     out = Path(conf.out) if conf.out else _default_out(conf, first_run)
     if out.exists() and not conf.overwrite:
         raise MergeError(f"{out} exists; choose another out= or set overwrite=true")
+    check_writable(out, "out")
     hardware = resolve(cfg.hardware)
     if conf.requantize == "4bit":  # fail now, not after the merge: CUDA + bitsandbytes only
         quantization_config("4bit", hardware.device, hardware.torch_dtype)
@@ -554,16 +555,8 @@ def _requantize(
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="merge", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error(MergeError, HubError, out="out"):  # bad input: one line
         merge(cfg)
-    except (MergeError, HubError) as e:  # bad input: one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except PermissionError as e:  # a read-only output folder
-        print(
-            f"error: cannot write {e.filename}: {e.strerror}; choose another out=", file=sys.stderr
-        )
-        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
