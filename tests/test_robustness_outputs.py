@@ -123,9 +123,9 @@ def _merge(tmp: Path, out: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _space(tmp: Path, out: Path, monkeypatch: pytest.MonkeyPatch):
-    from vin_ocr.app import export_space
+    from vin_ocr.app import export_space, space
 
-    monkeypatch.setattr(export_space, "_write_space", _expensive)
+    monkeypatch.setattr(space, "_write_space", _expensive)
     return export_space.main, _cfg("space", [f"out={out}"], sub="app")
 
 
