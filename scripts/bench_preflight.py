@@ -48,33 +48,9 @@ class PreflightBench:
 
 
 def _tiny_lfm2_vl_config() -> Any:
-    from transformers import Lfm2VlConfig
+    from vin_ocr.models.lfm2_vl import tiny_config
 
-    return Lfm2VlConfig(
-        vision_config=dict(
-            model_type="siglip2_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            patch_size=16,
-            num_patches=256,
-        ),
-        text_config=dict(
-            model_type="lfm2",
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=100,
-            layer_types=["conv", "full_attention", "conv", "full_attention"],
-            block_auto_adjust_ff_dim=False,
-        ),
-        projector_hidden_size=64,
-        downsample_factor=2,
-        image_token_id=5,
-    )
+    return tiny_config(vocab_size=100, image_token_id=5)
 
 
 def _lfm2_vl_batch(config: Any, batch: int, image_size: int, max_length: int) -> dict[str, Any]:
@@ -102,7 +78,7 @@ def run_case(name: str) -> dict[str, Any]:
     import torch
 
     from vin_ocr.hardware import TrainingSpec, estimate, load_model_cfg, model_spec, resolve
-    from vin_ocr.hardware.catalog import lfm2_vl_config, lfm2_vl_spec
+    from vin_ocr.models.lfm2_vl import lfm2_vl_config, lfm2_vl_spec
 
     model_name, method, batch, image_size, max_length = CASES[name]
     torch.manual_seed(0)

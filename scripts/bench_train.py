@@ -163,15 +163,14 @@ def real_size_vlm(model_cfg: Any, processor: Any, hw: Any) -> Any:
     if model_cfg.family == "lfm2_vl":
         from transformers import Lfm2VlForConditionalGeneration as cls
 
-        from vin_ocr.hardware.catalog import lfm2_vl_config
-        from vin_ocr.models.lfm2_vl import attn_implementation_map
+        from vin_ocr.models.lfm2_vl import attn_implementation_map, lfm2_vl_config
 
         config = lfm2_vl_config(model_cfg.checkpoint)
         attn: Any = attn_implementation_map(hw.attn_implementation)
     else:
         from transformers import DeepseekOcr2ForConditionalGeneration as cls
 
-        from vin_ocr.hardware.catalog import deepseek_ocr2_config
+        from vin_ocr.models.deepseek_ocr import deepseek_ocr2_config
 
         config = deepseek_ocr2_config()
         attn = "sdpa" if hw.attn_implementation == "flash_attention_2" else hw.attn_implementation

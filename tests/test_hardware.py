@@ -35,8 +35,8 @@ from vin_ocr.hardware import (
     resolve,
 )
 from vin_ocr.hardware.__main__ import run
-from vin_ocr.hardware.catalog import lfm2_vl_spec
-from vin_ocr.hardware.estimate import GIB, NF4_BYTES, OVERHEAD_GB, load_model_cfg
+from vin_ocr.hardware.estimate import GIB, NF4_BYTES, OVERHEAD_GB, auto_order, load_model_cfg
+from vin_ocr.models.lfm2_vl import lfm2_vl_spec, tiny_config
 
 A100 = DeviceInfo(0, "NVIDIA A100-SXM4-80GB", 80.0, 79.0, (8, 0), bf16=True)
 T4 = DeviceInfo(0, "Tesla T4", 15.0, 14.5, (7, 5), bf16=False)
@@ -243,32 +243,9 @@ def test_detect_flash_attn(tmp_path, monkeypatch, source, status):
 @pytest.fixture(scope="module")
 def tiny():
     """A tiny LFM2-VL built for real on CPU (as in offline-models.md) and its spec."""
-    from transformers import Lfm2VlConfig, Lfm2VlForConditionalGeneration
+    from transformers import Lfm2VlForConditionalGeneration
 
-    config = Lfm2VlConfig(
-        vision_config=dict(
-            model_type="siglip2_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            patch_size=16,
-            num_patches=256,
-        ),
-        text_config=dict(
-            model_type="lfm2",
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=100,
-            layer_types=["conv", "full_attention", "conv", "full_attention"],
-            block_auto_adjust_ff_dim=False,
-        ),
-        projector_hidden_size=64,
-        downsample_factor=2,
-    )
+    config = tiny_config(vocab_size=100)
     torch.manual_seed(0)
     model = Lfm2VlForConditionalGeneration(config)
     spec = lfm2_vl_spec("tiny", "tiny", config, source="test")
@@ -418,7 +395,7 @@ def test_pick_auto(machine, expected):
     assert est.verdict in ("fits", "tight") and not est.blockers
     assert name == expected
     # Every stronger candidate really does not fit (or cannot run) here.
-    order = ["lfm2_5_vl", "deepseek_ocr", "lfm2_vl_450m", "pp_ocr"]
+    order = list(auto_order())
     for stronger in order[: order.index(name)]:
         other = estimate(model_spec(load_model_cfg(stronger)), TrainingSpec(), hw, ways_out=False)
         assert other.verdict != "fits" or other.blockers

@@ -10,13 +10,8 @@ from omegaconf import OmegaConf
 
 import vin_ocr
 from vin_ocr.data import Sample
-from vin_ocr.models.deepseek_ocr import (
-    EXPERT_PARAMETERS,
-    DeepseekOcr2,
-    DeepseekOcrSettings,
-    DeepseekOcrV1,
-    check_v1_environment,
-)
+from vin_ocr.models.deepseek_ocr import EXPERT_PARAMETERS, DeepseekOcr2, DeepseekOcrSettings
+from vin_ocr.models.deepseek_ocr_v1 import DeepseekOcrV1, check_v1_environment
 from vin_ocr.models.lora import apply_lora, load_adapter, lora_module_names, merge_lora
 from vin_ocr.models.tiny import text_image
 from vin_ocr.models.vlm import IGNORE_INDEX, ModelLoadError, settings_from
@@ -114,14 +109,6 @@ def test_collate_labels_only_the_answer_and_end_token():
 
 
 @pytest.mark.slow
-def test_overfitting_eight_samples_lowers_the_loss():
-    family, model, _ = build()
-    batch = family.collate(samples(VINS))
-    losses = train(family, model, batch, steps=30, lr=3e-3)
-    assert losses[-1] < 0.5 * losses[0], losses
-
-
-@pytest.mark.slow
 def test_predict_reads_back_overfitted_vins():
     family, model, _ = build()
     train_samples = samples(VINS[:2], alternate=True)
@@ -131,9 +118,9 @@ def test_predict_reads_back_overfitted_vins():
     assert family.predict(model, [s.load_image() for s in train_samples]) == VINS[:2]
 
 
-def test_lora_adapts_attention_and_dense_mlps_of_the_language_model(tmp_path):
+def test_lora_adapts_attention_and_dense_mlps_of_the_language_model():
+    """Where the adapters go; training, merge and reload are the family contract's."""
     family, model, _ = build()
-    base_state = {k: v.clone() for k, v in model.state_dict().items()}
     peft_model = apply_lora(model, family.lora_settings())
     landed = set(lora_module_names(peft_model))
     assert landed == {
@@ -144,32 +131,8 @@ def test_lora_adapts_attention_and_dense_mlps_of_the_language_model(tmp_path):
             for p in ("gate", "up", "down")
         ),
     }
-    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
-    assert all(".lora_" in n for n in trainable)
-    frozen = {
-        n: p.detach().clone() for n, p in peft_model.named_parameters() if not p.requires_grad
-    }
-    adapters = {n: p.detach().clone() for n, p in trainable.items()}
-
-    batch = family.collate(samples(VINS[:2]))
-    losses = train(family, peft_model, batch, steps=4, lr=1e-2)
-    assert losses[-1] < losses[0]
-    for name, p in peft_model.named_parameters():
-        if name in frozen:
-            assert torch.equal(p, frozen[name]), f"base weight {name} changed"
-        else:
-            assert not torch.equal(p, adapters[name]), f"adapter {name} did not change"
-
-    logits = eval_logits(peft_model, batch)
-    peft_model.save_pretrained(tmp_path / "adapter")
-    _, fresh, _ = build(seed=7)
-    fresh.load_state_dict(base_state)
-    reloaded = load_adapter(fresh, tmp_path / "adapter")
-    assert torch.equal(eval_logits(reloaded, batch), logits)
-
-    merged = merge_lora(peft_model)
-    assert not lora_module_names(merged)
-    torch.testing.assert_close(eval_logits(merged, batch), logits, atol=1e-5, rtol=1e-5)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n for n in trainable)
 
 
 def test_lora_target_parameters_reach_the_moe_experts(tmp_path):
@@ -196,17 +159,6 @@ def test_lora_target_parameters_reach_the_moe_experts(tmp_path):
     assert torch.equal(eval_logits(load_adapter(fresh, tmp_path / "adapter"), batch), logits)
     merged = merge_lora(peft_model)
     torch.testing.assert_close(eval_logits(merged, batch), logits, atol=1e-5, rtol=1e-5)
-
-
-def test_real_loading_path_from_a_local_folder(tmp_path):
-    family, model, processor = build()
-    model.save_pretrained(tmp_path / "ckpt")
-    processor.save_pretrained(tmp_path / "ckpt")
-    cfg = {"checkpoint": str(tmp_path / "ckpt"), "base_size": 768, "crop_mode": False}
-    loaded_family, loaded, _ = build(cfg=cfg)
-    batch = family.collate(samples(VINS[:2]))
-    assert torch.equal(loaded_family.collate(samples(VINS[:2]))["input_ids"], batch["input_ids"])
-    assert torch.equal(eval_logits(loaded, batch), eval_logits(model, batch))
 
 
 def test_loading_failures_raise_with_the_reason(tmp_path):

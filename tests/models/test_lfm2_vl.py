@@ -10,9 +10,15 @@ from omegaconf import OmegaConf
 
 import vin_ocr
 from vin_ocr.data import Sample
-from vin_ocr.models.lfm2_vl import LORA_TARGETS, Lfm2Vl, Lfm2VlSettings, attn_implementation_map
-from vin_ocr.models.lora import apply_lora, load_adapter, lora_module_names, merge_lora
-from vin_ocr.models.tiny import LFM2_CHAT_TEMPLATE, text_image
+from vin_ocr.models.lfm2_vl import (
+    CHAT_TEMPLATE,
+    LORA_TARGETS,
+    Lfm2Vl,
+    Lfm2VlSettings,
+    attn_implementation_map,
+)
+from vin_ocr.models.lora import apply_lora, lora_module_names
+from vin_ocr.models.tiny import text_image
 from vin_ocr.models.vlm import IGNORE_INDEX, ModelLoadError, settings_from
 
 VINS = [
@@ -76,7 +82,7 @@ def test_build_tiny_uses_the_real_classes_and_a_chat_template():
     _, model, processor = build()
     assert type(model).__name__ == "Lfm2VlForConditionalGeneration"
     assert type(processor).__name__ == "Lfm2VlProcessor"
-    assert processor.chat_template == LFM2_CHAT_TEMPLATE
+    assert processor.chat_template == CHAT_TEMPLATE
     assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids("<image>")
     assert sum(p.numel() for p in model.parameters()) < 400_000
     text = processor.apply_chat_template(
@@ -127,13 +133,6 @@ def test_collate_labels_only_the_answer_and_end_token():
     assert batch["pixel_values"].shape[0] == 2
 
 
-def test_overfitting_eight_samples_lowers_the_loss():
-    family, model, _ = build()
-    batch = family.collate(samples(VINS))
-    losses = train(family, model, batch, steps=20, lr=3e-3)
-    assert losses[-1] < 0.5 * losses[0], losses
-
-
 @pytest.mark.slow
 def test_predict_reads_back_overfitted_vins():
     family, model, _ = build()
@@ -144,11 +143,11 @@ def test_predict_reads_back_overfitted_vins():
     assert family.predict(model, [s.load_image() for s in train_samples]) == VINS[:2]
 
 
-def test_lora_trains_only_adapters_in_the_language_model(tmp_path):
+def test_lora_lands_only_on_the_language_model():
+    """Where the adapters go; training, merge and reload are the family contract's
+    (tests/models/test_family_contract.py)."""
     family, model, _ = build()
-    base_state = {k: v.clone() for k, v in model.state_dict().items()}
     peft_model = apply_lora(model, family.lora_settings())
-
     landed = set(lora_module_names(peft_model))
     language_linears = {
         name
@@ -159,50 +158,21 @@ def test_lora_trains_only_adapters_in_the_language_model(tmp_path):
     }
     assert landed == language_linears  # q/k/v/out_proj, conv in/out_proj, w1/w2/w3
     assert not any("vision_tower" in n or "projector" in n for n in landed)
-
-    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all(".lora_" in n for n in trainable)
-    frozen = {
-        n: p.detach().clone() for n, p in peft_model.named_parameters() if not p.requires_grad
-    }
-    adapters = {n: p.detach().clone() for n, p in trainable.items()}
-
-    batch = family.collate(samples(VINS[:4]))
-    losses = train(family, peft_model, batch, steps=5, lr=1e-2)
-    assert losses[-1] < losses[0]
-    for name, p in peft_model.named_parameters():
-        if name in frozen:
-            assert torch.equal(p, frozen[name]), f"base weight {name} changed"
-        else:
-            assert not torch.equal(p, adapters[name]), f"adapter {name} did not change"
-
-    # Save the adapter, reload it on a fresh copy of the base: identical logits.
-    logits = eval_logits(peft_model, batch)
-    peft_model.save_pretrained(tmp_path / "adapter")
-    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
-    _, fresh, _ = build(seed=123)
-    fresh.load_state_dict(base_state)
-    reloaded = load_adapter(fresh, tmp_path / "adapter")
-    assert torch.equal(eval_logits(reloaded, batch), logits)
-
-    # Merge: a plain model with no adapters, same logits within float32 rounding.
-    merged = merge_lora(peft_model)
-    assert type(merged).__name__ == "Lfm2VlForConditionalGeneration"
-    assert not lora_module_names(merged)
-    torch.testing.assert_close(eval_logits(merged, batch), logits, atol=1e-5, rtol=1e-5)
 
 
-def test_real_loading_path_from_a_local_folder(tmp_path):
-    """``tiny: false`` runs the real ``from_pretrained`` code: here on a saved tiny model."""
+def test_real_loading_path_keeps_the_processor(tmp_path):
+    """``tiny: false`` runs the real ``from_pretrained`` code, here on a saved tiny model: the
+    chat template and the batches come back the same (outputs: the family contract)."""
     family, model, processor = build()
     model.save_pretrained(tmp_path / "ckpt")
     processor.save_pretrained(tmp_path / "ckpt")
     cfg = {**TINY, "tiny": False, "checkpoint": str(tmp_path / "ckpt")}
-    loaded_family, loaded, loaded_processor = build(cfg=cfg)
+    loaded_family, _, loaded_processor = build(cfg=cfg)
     assert loaded_processor.chat_template == processor.chat_template
     batch = family.collate(samples(VINS[:2]))
     assert torch.equal(loaded_family.collate(samples(VINS[:2]))["input_ids"], batch["input_ids"])
-    assert torch.equal(eval_logits(loaded, batch), eval_logits(model, batch))
 
 
 def test_loading_failures_raise_with_the_reason(tmp_path):

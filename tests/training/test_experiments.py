@@ -80,13 +80,14 @@ def test_experiment_composes_and_sets_only_existing_keys(name):
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_preflight_accepts_experiment_on_its_hardware(name):
-    """PP-OCR recipes fit a CPU with 8 GiB of RAM; every recipe fits one 24 GB GPU; QLoRA on a
-    CPU is refused naming CUDA."""
+    """Recipes of families that run on a CPU (``FamilyFacts.cpu_inference``: PP-OCR) fit one
+    with 8 GiB of RAM; every recipe fits one 24 GB GPU; QLoRA on a CPU is refused naming CUDA."""
     from vin_ocr.hardware import PreflightError, preflight, resolve
+    from vin_ocr.models.registry import facts
 
     cfg = _cfg([f"experiment={name}"])
     targets = [("cuda", _gpu_probe(24.0))]
-    if cfg.model.family == "pp_ocr":
+    if facts(cfg.model.family).cpu_inference:
         targets.append(("cpu", _cpu_probe(8.0)))
     for device, probe in targets:
         hardware = resolve({"device": device}, probe=probe)
@@ -181,18 +182,28 @@ def test_misplaced_or_unknown_lora_key_fails_naming_it(model, training, message)
         resolve_lora({"target_modules": "x"}, model, training)
 
 
-@pytest.mark.parametrize("name", ["lfm2_5_vl", "lfm2_vl_450m", "deepseek_ocr", "pp_ocr"])
+def _lora_model_configs() -> list[str]:
+    """Every model config whose family is registered and fine-tunes with LoRA."""
+    from vin_ocr.models.base import Lora
+    from vin_ocr.models.registry import FAMILIES, supports
+
+    names = []
+    for path in sorted((vin_ocr.CONFIG_DIR / "model").glob("*.yaml")):
+        family = OmegaConf.load(path).get("family")
+        if family in FAMILIES and supports(family, Lora):
+            names.append(path.stem)
+    return names
+
+
+@pytest.mark.parametrize("name", _lora_model_configs())
 def test_model_configs_hold_only_where_adapters_go(name):
     """Each family's YAML resolves with training=lora to the family's default targets, and
     training.lora.target_modules overrides them when set."""
-    import importlib
-
-    from vin_ocr.models.registry import FAMILIES, get_family
+    from vin_ocr.models.registry import get_family
 
     cfg = _cfg([f"model={name}", "training=lora"])
     family = get_family(cfg.model.family, cfg.model)
-    module = importlib.import_module(FAMILIES[cfg.model.family].partition(":")[0])
-    default = getattr(module, "LORA_TARGETS", getattr(module, "DEFAULT_LORA_TARGETS", None))
+    default = family.lora_settings(None, {}).target_modules  # no config layer: the family's own
     settings = family.lora_settings(cfg.training.lora, cfg.model.lora)
     assert settings.target_modules == default and settings.r == cfg.training.lora.r == 16
     cfg = _cfg([f"model={name}", "training=lora", "training.lora.target_modules=[q_proj]"])

@@ -23,11 +23,11 @@ from vin_ocr.hardware.catalog import (  # noqa: E402
     spec_from_module,
 )
 from vin_ocr.hardware.estimate import (  # noqa: E402
-    AUTO_ORDER,
     Estimate,
     PreflightError,
     TrainingSpec,
     activation_bytes,
+    auto_order,
     estimate,
     load_model_cfg,
     pick_auto,
@@ -61,7 +61,6 @@ def attn_support(model_cfg: object) -> AttnSupport:
 register_configs()
 
 __all__ = [
-    "AUTO_ORDER",
     "AttnSupport",
     "DeviceInfo",
     "Estimate",
@@ -76,6 +75,7 @@ __all__ = [
     "TrainingSpec",
     "activation_bytes",
     "attn_support",
+    "auto_order",
     "configure_platform",
     "detect",
     "detect_flash_attn",

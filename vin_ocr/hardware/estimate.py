@@ -18,189 +18,60 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from vin_ocr.hardware.catalog import PP_OCR_WIDTH, ModelSpec, Tower, model_spec
+from vin_ocr.hardware.catalog import ModelSpec, Tower, model_spec
+from vin_ocr.hardware.memory import (
+    ACTIVATION_FACTOR,
+    BYTES,
+    DECODER_H,
+    DECODER_I,
+    EAGER_SCORES,
+    ENCODER_H,
+    ENCODER_I,
+    FITS_BELOW,
+    GIB,
+    LOGIT_EXTRA_BYTES,
+    MEASURED_ACTIVATION_FACTOR,
+    METHODS,
+    NF4_BYTES,
+    OPTIMIZER_BYTES,
+    OVERHEAD_GB,
+    SAM_SCORES,
+    TIGHT_BELOW,
+    Estimate,
+    PreflightError,
+    TrainingSpec,
+)
 from vin_ocr.hardware.resolve import Hardware
 
-GIB = 1024**3
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-OPTIMIZER_BYTES = {"adamw": 8, "sgd": 0}  # state per trainable parameter
-METHODS = ("lora", "qlora", "full")
-NF4_BYTES = 0.5 + 0.127 / 8  # 4-bit weights + double-quantised block constants
-#: Memory a process uses before the model: CUDA context, or torch + transformers imported (CPU,
-#: measured 0.73 GiB RSS here).
-OVERHEAD_GB = {"cuda": 0.6, "mps": 0.5, "cpu": 0.75}
-FITS_BELOW = 0.85  # estimate / available memory below this: fits
-TIGHT_BELOW = 1.0  # ... below this: tight; above: does not fit
-# Elements autograd keeps per token and layer: pre-norm decoder with a gated MLP, and a ViT block.
-DECODER_H, DECODER_I = 8, 4
-ENCODER_H, ENCODER_I = 8, 2
-EAGER_SCORES = 2  # attention scores + softmax probabilities, per head and query-key pair
-SAM_SCORES = 3  # ... plus SAM's decomposed relative-position terms
-LOGIT_EXTRA_BYTES = 8  # fp32 log-softmax kept for backward + its fp32 gradient
-#: Peak memory per byte of the activations counted above: backward transients, autograd's extra
-#: saves (LoRA paths, conv blocks) and allocator slack. Fitted on CPU peak RSS with
-#: scripts/bench_preflight.py (LFM2-VL-450M LoRA: 2.3 and 2.4; PP-OCRv6 full: 1.6 and 1.7);
-#: see docs/hardware.md for the held-out check.
-ACTIVATION_FACTOR = 2.35
-MEASURED_ACTIVATION_FACTOR = 1.6
-AUTO_ORDER = ("lfm2_5_vl", "deepseek_ocr", "lfm2_vl_450m", "pp_ocr")  # strongest first
+__all__ = [
+    "ACTIVATION_FACTOR", "BYTES", "FITS_BELOW", "GIB", "METHODS", "NF4_BYTES",
+    "OPTIMIZER_BYTES", "OVERHEAD_GB", "TIGHT_BELOW", "Estimate", "PreflightError",
+    "TrainingSpec", "activation_bytes", "auto_order", "estimate", "load_model_cfg", "pick_auto",
+    "preflight", "tower_tokens", "trainable_params",
+]  # fmt: skip
 
 
-class PreflightError(RuntimeError):
-    """The run does not fit this machine (message: the full estimate and the ways out)."""
+def auto_order() -> tuple[str, ...]:
+    """``model=auto`` candidates, strongest first (each family's ``FamilyFacts.auto``)."""
+    from vin_ocr.models.registry import auto_order as registered_order
+
+    return registered_order()
 
 
-@dataclass(frozen=True)
-class TrainingSpec:
-    """The part of a ``training`` config the preflight reads."""
-
-    method: str = "lora"
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
-    optimizer: str = "adamw"
-    max_length: int = 64
-    image_size: int | None = None
-    lora_r: int = 16
-    lora_target_modules: str | tuple[str, ...] = "all-linear"
-
-    @classmethod
-    def from_cfg(cls, cfg: Any) -> TrainingSpec:
-        """Read a ``training`` config (DictConfig or dict); unknown keys are left to training."""
-
-        def get(key: str, default: Any) -> Any:
-            value = cfg.get(key, default) if cfg is not None else default
-            return default if value is None and key != "image_size" else value
-
-        lora = get("lora", {}) or {}
-        targets = lora.get("target_modules", "all-linear")
-        spec = cls(
-            method=str(get("method", "lora")).lower(),
-            batch_size=int(get("batch_size", 8)),
-            gradient_accumulation_steps=int(get("gradient_accumulation_steps", 1)),
-            gradient_checkpointing=bool(get("gradient_checkpointing", False)),
-            optimizer=str(get("optimizer", "adamw")).lower(),
-            max_length=int(get("max_length", 64)),
-            image_size=None if get("image_size", None) is None else int(get("image_size", 0)),
-            lora_r=int(lora.get("r", 16)),
-            lora_target_modules=targets if isinstance(targets, str) else tuple(targets),
-        )
-        spec.validate()
-        return spec
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"training.method={self.method!r} is not one of {', '.join(METHODS)}")
-        if self.optimizer not in OPTIMIZER_BYTES:
-            known = ", ".join(OPTIMIZER_BYTES)
-            raise ValueError(f"training.optimizer={self.optimizer!r} is not one of {known}")
-        for key in ("batch_size", "gradient_accumulation_steps", "max_length", "lora_r"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"training.{key} must be at least 1, got {getattr(self, key)}")
-        if self.image_size is not None and self.image_size < 16:
-            raise ValueError(f"training.image_size must be at least 16, got {self.image_size}")
-
-
-@dataclass(frozen=True)
-class Estimate:
-    model: str
-    method: str
-    device: str
-    dtype: str
-    params: int
-    trainable: int
-    param_source: str
-    download_gb: float
-    weights_gb: float
-    gradients_gb: float
-    optimizer_gb: float
-    activations_gb: float
-    overhead_gb: float
-    available_gb: float
-    batch_size: int
-    image_size: int
-    blockers: tuple[str, ...] = ()
-    ways_out: tuple[str, ...] = ()
-
-    @property
-    def total_gb(self) -> float:
-        parts = (self.weights_gb, self.gradients_gb, self.optimizer_gb, self.activations_gb)
-        return sum(parts) + self.overhead_gb
-
-    @property
-    def verdict(self) -> str:
-        ratio = self.total_gb / self.available_gb if self.available_gb > 0 else math.inf
-        if ratio <= FITS_BELOW:
-            return "fits"
-        return "tight" if ratio <= TIGHT_BELOW else "does not fit"
-
-    @property
-    def ok(self) -> bool:
-        return not self.blockers and self.verdict != "does not fit"
-
-    @property
-    def status(self) -> str:
-        """The one verdict a user reads: ``cannot run`` when something other than memory stops
-        the run (``blockers``), else the memory :attr:`verdict`."""
-        return "cannot run" if self.blockers else self.verdict
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data.update(total_gb=self.total_gb, verdict=self.verdict, status=self.status)
-        return data
-
-    def report(self) -> str:
-        memory = "GPU memory" if self.device == "cuda" else f"{self.device} memory"
-        rows = [
-            ("weights", self.weights_gb),
-            ("gradients", self.gradients_gb),
-            ("optimizer state", self.optimizer_gb),
-            (
-                f"activations (batch {self.batch_size}, image {self.image_size})",
-                self.activations_gb,
-            ),
-            ("runtime overhead", self.overhead_gb),
-        ]
-        lines = [
-            f"Preflight: {self.model}, {self.method} on {self.device} ({self.dtype})",
-            f"  parameters      {self.params:,} (source: {self.param_source})",
-            f"  trainable       {self.trainable:,}",
-            f"  download        {self.download_gb:.2f} GiB",
-        ]
-        lines += [f"  {name:<40} {gb:8.2f} GiB" for name, gb in rows]
-        lines.append(f"  {'total':<40} {self.total_gb:8.2f} GiB")
-        lines.append(f"  {'available ' + memory:<40} {self.available_gb:8.2f} GiB")
-        if self.blockers:  # memory is not the problem: say what is, and nothing else
-            lines.append(f"  verdict: CANNOT RUN (memory alone would be {self.verdict})")
-            lines += [f"  why: {b}" for b in self.blockers]
-        else:
-            lines.append(f"  verdict: {self.verdict.upper()}")
-        if self.ways_out:
-            lines.append("  ways out:")
-            lines += [f"    - {w}" for w in self.ways_out]
-        return "\n".join(lines)
+def __getattr__(name: str) -> Any:
+    if name == "AUTO_ORDER":  # computed from the registry on first use
+        return auto_order()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def tower_tokens(spec: ModelSpec, image_size: int, max_length: int) -> dict[str, int]:
-    """Tokens per sample that each tower processes for one image of side ``image_size``."""
-    s = image_size
-    if spec.family == "lfm2_vl":
-        patches = min((s // 16) ** 2, spec.max_patches or (s // 16) ** 2)
-        return {"vision": patches, "language": patches // 4 + max_length}
-    if spec.family == "deepseek_ocr2":
-        queries = math.ceil(s / 64) ** 2
-        return {
-            "sam": (s // 16) ** 2,
-            "qwen2_encoder": 2 * queries,
-            "language": queries + 1 + max_length,
-        }
-    if spec.family == "deepseek_ocr_v1":
-        side = math.ceil(s / 64)
-        return {"sam": (s // 16) ** 2, "clip": side**2 + 1, "language": side * (side + 1) + 1}
-    return {tower.name: s for tower in spec.towers}  # measured towers: image width
+    """Tokens per sample that each tower processes for one image of side ``image_size`` (the
+    family's own count, ``ModelSpec.tokens``; measured towers: the image width)."""
+    if spec.tokens is not None:
+        return spec.tokens(image_size, max_length)
+    return {tower.name: image_size for tower in spec.towers}
 
 
 def _tower_bytes(
@@ -208,7 +79,7 @@ def _tower_bytes(
 ) -> float:
     if tower.kind == "measured":  # scales with batch and image width (tokens = width here)
         per_sample = tower.bytes_per_sample_fp32 * MEASURED_ACTIVATION_FACTOR / ACTIVATION_FACTOR
-        return per_sample * batch * nbytes / 4 * tokens / PP_OCR_WIDTH
+        return per_sample * batch * nbytes / 4 * tokens / tower.measured_width
     coef_h, coef_i = (DECODER_H, DECODER_I) if tower.kind == "decoder" else (ENCODER_H, ENCODER_I)
     per_layer = batch * tokens * (coef_h * tower.hidden + coef_i * tower.intermediate) * nbytes
     scores_per_layer = [0.0] * tower.layers
@@ -283,7 +154,7 @@ def estimate(
     hardware: Hardware,
     *,
     ways_out: bool = True,
-    alternatives: Sequence[str] = AUTO_ORDER,
+    alternatives: Sequence[str] | None = None,
     spec_loader: Callable[[str], ModelSpec] | None = None,
 ) -> Estimate:
     """Memory needed to train ``spec`` with ``training`` on ``hardware``, and the verdict."""
@@ -324,6 +195,7 @@ def estimate(
         blockers=tuple(blockers),
     )
     if ways_out and (est.verdict != "fits" or blockers):
+        alternatives = auto_order() if alternatives is None else alternatives
         found = _ways_out(est, spec, training, hardware, alternatives, spec_loader)
         est = dataclasses.replace(est, ways_out=tuple(found))
     return est
@@ -344,7 +216,7 @@ def _ways_out(
     if est.blockers:
         return _unblocking(spec, training, hardware, alternatives, spec_loader)
     options: list[tuple[str, TrainingSpec]] = []
-    if training.method != "qlora" and hardware.device == "cuda" and spec.family != "pp_ocr":
+    if training.method != "qlora" and hardware.device == "cuda" and spec.qlora:
         options.append(("QLoRA 4-bit (training=qlora)", replace(training, method="qlora")))
     if training.method == "full":
         options.append(
@@ -366,7 +238,7 @@ def _ways_out(
                 replace(training, batch_size=1, gradient_accumulation_steps=steps),
             )
         )
-    if spec.family != "pp_ocr" and est.image_size >= 256:
+    if spec.image_budget and est.image_size >= 256:
         smaller = est.image_size // 2
         options.append(
             (
@@ -473,11 +345,13 @@ def preflight(
 def pick_auto(
     training_cfg: Any,
     hardware: Hardware,
-    candidates: Sequence[str] = AUTO_ORDER,
+    candidates: Sequence[str] | None = None,
     spec_loader: Callable[[str], ModelSpec] = _spec_by_name,
 ) -> tuple[str, Estimate]:
-    """``model=auto``: the strongest candidate that fits (else the first that is tight)."""
+    """``model=auto``: the strongest candidate that fits (else the first that is tight); the
+    candidates default to every family's (:func:`vin_ocr.models.registry.auto_order`)."""
     training = TrainingSpec.from_cfg(training_cfg)
+    candidates = auto_order() if candidates is None else candidates
     estimates = [
         (name, estimate(spec_loader(name), training, hardware, ways_out=False))
         for name in candidates

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from vin_ocr.hardware.detect import DeviceInfo, Probe, detect
+from vin_ocr.models.spec import AttnSupport
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
@@ -34,14 +35,6 @@ class HardwareConfig:
     dtype: str = "auto"  # auto | bf16 | fp16 | fp32
     attn_implementation: str = "auto"  # auto | flash_attention_2 | sdpa | eager
     force: bool = False  # start training even when the preflight says it does not fit
-
-
-@dataclass(frozen=True)
-class AttnSupport:
-    """Which attention kernels a model class implements (transformers' ``_supports_*``)."""
-
-    flash_attention_2: bool = True
-    sdpa: bool = True
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,6 @@ from typing import Any
 
 from vin_ocr.data.sample import atomic_write_text
 
-PIPELINE = {
-    "pp_ocr": "image-to-text",
-    "lfm2_vl": "image-text-to-text",
-    "deepseek_ocr2": "image-text-to-text",
-    "deepseek_ocr_v1": "image-text-to-text",
-}
 TABLE_HEAD = (
     "| set | exact (base) | exact (fine-tuned) | char acc (base) | char acc (fine-tuned) "
     "| CER (base) | CER (fine-tuned) |\n| --- | --- | --- | --- | --- | --- | --- |"
@@ -32,10 +26,29 @@ HYPER = (
     "method", "max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate",
     "weight_decay", "warmup_steps", "max_grad_norm", "optimizer", "gradient_checkpointing",
 )  # fmt: skip
-#: ``model.checkpoint`` values that name a source rather than a Hub id (the pp_ocr family's
-#: ``rapidocr`` wheel and ``hub``): the card names the variant's official Hub checkpoint, the id
-#: ``checkpoint: hub`` loads (:data:`vin_ocr.models.pp_ocr.HUB_CHECKPOINTS`).
-NAMED_SOURCES = ("rapidocr", "hub")
+
+
+def pipeline_tag(family: str) -> str:
+    """The Hub pipeline tag the family declares (``FamilyFacts.pipeline_tag``)."""
+    from vin_ocr.models.registry import FAMILIES, facts
+
+    return facts(family).pipeline_tag if family in FAMILIES else "image-to-text"
+
+
+def named_source(
+    model: Mapping[str, Any], family: str | None = None
+) -> tuple[str | None, str | None] | None:
+    """(Hub id, sentence) for a ``model.checkpoint`` that names a source rather than a Hub id
+    (``FamilyFacts.named_source``, e.g. PP-OCR's ``rapidocr`` wheel and ``hub``), asked of
+    ``family`` or, when the family is not known, of every family; None for a plain checkpoint."""
+    from vin_ocr.models.registry import FAMILIES, facts
+
+    for name in [family] if family in FAMILIES else list(FAMILIES):
+        named = facts(name).named_source
+        found = named(model) if named is not None else None
+        if found is not None:
+            return found
+    return None
 
 
 def _pct(v: float | None) -> str:
@@ -73,10 +86,9 @@ def base_model_id(info: Mapping[str, Any]) -> str | None:
     if model.get("tiny"):
         return None
     base = model.get("checkpoint")
-    if base in NAMED_SOURCES:
-        from vin_ocr.models.pp_ocr import HUB_CHECKPOINTS
-
-        base = HUB_CHECKPOINTS.get(str(model.get("variant") or "v6_small"))
+    named = named_source(model, info.get("family") or model.get("family"))
+    if named is not None:
+        base = named[0]
     return base if is_hub_id(base) else None
 
 
@@ -92,15 +104,11 @@ def is_hub_id(name: Any) -> bool:
 _FILE_SUFFIXES = frozenset({".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet", ".arrow"})
 
 
-def _source(model: Mapping[str, Any]) -> str:
-    checkpoint = model.get("checkpoint")
-    if checkpoint == "rapidocr":
-        return (
-            "PP-OCRv6-small recognition, converted from the ONNX shipped in the `rapidocr` wheel "
-            f"(`base_model` names PaddlePaddle's Hub checkpoint of that model, "
-            f"`{base_model_id({'model': {**model, 'tiny': False}})}`)"
-        )
-    return f"`{checkpoint}`"
+def _source(model: Mapping[str, Any], family: str | None = None) -> str:
+    named = named_source(model, family)
+    if named is not None and named[1]:
+        return named[1]
+    return f"`{model.get('checkpoint')}`"
 
 
 def data_share(info: Mapping[str, Any], cfg: Any) -> tuple[int | None, int]:
@@ -138,7 +146,7 @@ def render_model_card(
     data = ModelCardData(
         license="apache-2.0",
         library_name="transformers",
-        pipeline_tag=PIPELINE.get(family, "image-to-text"),
+        pipeline_tag=pipeline_tag(family),
         tags=["vin", "ocr", "vin-ocr", family, *(["merged-lora"] if merge else [])],
         base_model=base_model_id(info),
         datasets=[d for d in _data_sources(cfg) if is_hub_id(d)] or None,  # Hub ids only
@@ -148,7 +156,7 @@ def render_model_card(
     )
     sections = [
         f"# {repo_id or run_name}",
-        f"A VIN reader fine-tuned with vin-ocr from {_source(model)} (family `{family}`"
+        f"A VIN reader fine-tuned with vin-ocr from {_source(model, family)} (family `{family}`"
         + (", a tiny random test model" if model.get("tiny") else "")
         + ").",
         _results(metrics, sets),
@@ -298,14 +306,14 @@ def _usage(repo_id: str | None, run_name: str) -> str:
         load = (
             "from huggingface_hub import snapshot_download\n\n"
             "from vin_ocr.data.images import open_image\n"
-            "from vin_ocr.models.engine import load_run\n"
+            "from vin_ocr.run_folder import load_run\n"
             "from vin_ocr.vin import normalize, validate\n\n"
             f'engine = load_run(snapshot_download("{repo_id}"))'
         )
     else:
         load = (
             "from vin_ocr.data.images import open_image\n"
-            "from vin_ocr.models.engine import load_run\n"
+            "from vin_ocr.run_folder import load_run\n"
             "from vin_ocr.vin import normalize, validate\n\n"
             f'engine = load_run("{run_name}")  # the run folder'
         )

@@ -1,5 +1,5 @@
-"""DeepSeek-OCR: version 2 through transformers' native ``DeepseekOcr2*`` classes, version 1
-(the original ``deepseek-ai/DeepSeek-OCR``) through its remote code, inference only.
+"""DeepSeek-OCR-2 through transformers' native ``DeepseekOcr2*`` classes (version 1, the original
+``deepseek-ai/DeepSeek-OCR`` through its remote code, is :mod:`vin_ocr.models.deepseek_ocr_v1`).
 
 DeepSeek-OCR-2 prompt (plain, as on the model card; no chat template)::
 
@@ -12,23 +12,22 @@ one tile). The real model has learned queries for 768-px (144) and 1024-px (256)
 Native weights: ``deepseek-community/DeepSeek-OCR-2`` (``deepseek-ai/DeepSeek-OCR-2`` holds the
 remote-code format and is refused with that hint). No flash-attention path: sdpa or eager.
 
-DeepSeek-OCR v1 needs transformers 4.46-4.47 (its remote code imports classes later removed) and
-calls ``.cuda()`` directly, so it cannot share an environment with LFM2.5-VL (transformers 5):
-``build`` checks both before loading anything and fails with the recipe (docs/models.md).
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vin_ocr.models.base import FamilyFacts
 from vin_ocr.models.lora import quantization_config
+from vin_ocr.models.spec import ModelSpec, Tower, attn_of, cfg_get, on_meta, spec_from_module
+from vin_ocr.models.tiny import char_tokenizer, pad_vocab, set_generation_ids
 from vin_ocr.models.vlm import (
     PROMPT,
     ModelLoadError,
@@ -40,8 +39,6 @@ from vin_ocr.models.vlm import (
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from vin_ocr.data import Sample
-
 log = logging.getLogger(__name__)
 
 #: Default LoRA targets: attention and the dense / shared-expert MLPs of the DeepSeek-V2 language
@@ -52,20 +49,6 @@ LORA_TARGETS = (
 )
 #: The routed experts, for ``lora.target_parameters`` (PEFT >= 0.17).
 EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
-
-V1_TRANSFORMERS = ("4.46", "4.48")  # [lower, upper)
-V1_ENVIRONMENT = """\
-DeepSeek-OCR v1 (deepseek-ai/DeepSeek-OCR) runs its own remote code, which needs
-transformers >=4.46,<4.48 and a CUDA GPU (it calls .cuda() directly). This project's main
-environment has transformers 5 (for LFM2.5-VL and DeepSeek-OCR-2), so use a separate one:
-
-    python -m venv .venv-dsocr1 && . .venv-dsocr1/bin/activate
-    pip install torch==2.6.0 torchvision==0.21.0 --index-url https://download.pytorch.org/whl/cu118
-    pip install transformers==4.46.3 tokenizers==0.20.3 einops addict easydict
-    pip install flash-attn==2.7.3 --no-build-isolation   # optional
-    pip install --no-deps -e .
-
-or use model=deepseek_ocr (DeepSeek-OCR-2, native in transformers 5). See docs/models.md."""
 
 
 @dataclass
@@ -107,6 +90,12 @@ class DeepseekOcr2(PromptedVlm):
     name = "deepseek_ocr2"
     lora_targets = LORA_TARGETS
     prompt = PROMPT
+    facts = FamilyFacts(
+        spec=lambda cfg: spec(cfg),
+        tiny={"tiny": True, "base_size": 768, "image_size": 768, "crop_mode": False},
+        pipeline_tag="image-text-to-text",
+        auto={"deepseek_ocr": 30},
+    )
 
     def __init__(self) -> None:
         self.settings = DeepseekOcrSettings()
@@ -123,10 +112,8 @@ class DeepseekOcr2(PromptedVlm):
         if s.tiny:
             if quant is not None:
                 raise ValueError("quantization is for real checkpoints; use tiny with none")
-            from vin_ocr.models.tiny import DEEPSEEK_TINY_IMAGE_SIZE, tiny_deepseek_ocr2
-
             # The tiny model's query count only matches one global view of this size, no crops.
-            size = DEEPSEEK_TINY_IMAGE_SIZE
+            size = TINY_IMAGE_SIZE
             if (s.base_size, s.image_size, s.crop_mode) != (size, size, False):
                 log.info("tiny DeepSeek-OCR-2: base_size=image_size=%d, crop_mode=false", size)
                 s.base_size, s.image_size, s.crop_mode = size, size, False
@@ -194,105 +181,169 @@ def _load_v2(
     return model, processor
 
 
-# -- DeepSeek-OCR v1 (remote code, separate environment) ---------------------------------------
+# -- the tiny random model (tests, debug=smoke) -------------------------------------------------
+
+SPECIALS = ("<｜▁pad▁｜>", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<image>")
+#: Tiny settings: the processor's image-token count and the model's query count only agree with
+#: a 768-pixel global view, no local crops and a SAM patch of 64 (shared/notes/offline-models.md).
+TINY_IMAGE_SIZE = 768
 
 
-def check_v1_environment() -> None:
-    """Raise ``RuntimeError`` with the separate-environment recipe unless this environment can run
-    DeepSeek-OCR v1's remote code (transformers 4.46-4.47 and a CUDA GPU)."""
-    import transformers
-    from packaging.version import Version
+def tiny_deepseek_ocr2() -> tuple[Any, Any]:
+    """A tiny ``DeepseekOcr2ForConditionalGeneration`` (SAM + Qwen2-style encoder + MoE decoder
+    with one dense and one sparse layer) and its ``DeepseekOcr2Processor``."""
+    from transformers import (
+        DeepseekOcr2Config,
+        DeepseekOcr2ForConditionalGeneration,
+        DeepseekOcr2ImageProcessorPil,
+        DeepseekOcr2Processor,
+    )
 
-    problems = []
-    version = Version(transformers.__version__)
-    low, high = (Version(v) for v in V1_TRANSFORMERS)
-    if not low <= version < high:
-        problems.append(f"transformers {version} is installed (needs >={low},<{high})")
-    if not torch.cuda.is_available():
-        problems.append("no CUDA GPU is available")
-    if problems:
-        raise RuntimeError(
-            f"cannot run DeepSeek-OCR v1 here: {'; '.join(problems)}.\n{V1_ENVIRONMENT}"
-        )
+    size = TINY_IMAGE_SIZE
+    tokenizer = char_tokenizer(
+        SPECIALS,
+        bos="<｜begin▁of▁sentence｜>",
+        eos="<｜end▁of▁sentence｜>",
+        pad="<｜▁pad▁｜>",
+        add_bos=True,
+    )
+    image_processor = DeepseekOcr2ImageProcessorPil(
+        size={"height": size, "width": size}, tile_size=size, crop_to_patches=False
+    )
+    processor = DeepseekOcr2Processor(image_processor=image_processor, tokenizer=tokenizer)
+    config = DeepseekOcr2Config(
+        vision_config={
+            "sam_config": {
+                "hidden_size": 32,
+                "output_channels": 16,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": size,
+                "patch_size": 64,
+                "window_size": 4,
+                "global_attn_indexes": [1],
+                "mlp_dim": 64,
+                "downsample_channels": [32, 64],
+                # The default (1e-10) starts SAM at ~0: features would not depend on pixels.
+                "initializer_range": 0.02,
+            },
+            "encoder_config": {
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "max_position_embeddings": 1024,
+            },
+        },
+        text_config={
+            "vocab_size": pad_vocab(len(tokenizer)),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "moe_intermediate_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "n_routed_experts": 4,
+            "n_shared_experts": 1,
+            "num_experts_per_tok": 2,
+            "mlp_layer_types": ["dense", "sparse"],
+            "max_position_embeddings": 1024,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = DeepseekOcr2ForConditionalGeneration(config)
+    set_generation_ids(model, tokenizer)
+    return model, processor
 
 
-class DeepseekOcrV1:
-    """``deepseek_ocr_v1``: the original DeepSeek-OCR via ``trust_remote_code``; inference only
-    (``predict`` calls the remote ``model.infer``). Fine-tune DeepSeek-OCR-2 instead."""
+# -- the preflight's memory spec (the published config.json values, so it works offline) ---------
 
-    name = "deepseek_ocr_v1"
-    prompt = PROMPT
+#: The DeepSeek-V2 3B MoE decoder both DeepSeek-OCR versions use (config.json language_config).
+DEEPSEEK_LM: dict[str, Any] = dict(
+    hidden_size=1280,
+    intermediate_size=6848,
+    num_hidden_layers=12,
+    num_attention_heads=10,
+    num_key_value_heads=10,
+    vocab_size=129280,
+    n_routed_experts=64,
+    n_shared_experts=2,
+    num_experts_per_tok=6,
+    moe_intermediate_size=896,
+    mlp_layer_types=["dense"] + ["sparse"] * 11,  # first_k_dense_replace = 1
+)
+#: DeepEncoder V2's Qwen2-0.5B encoder.
+ENCODER: dict[str, Any] = dict(
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    vocab_size=151936,
+)
 
-    def __init__(self) -> None:
-        self.settings = DeepseekOcrSettings(
-            name="deepseek_ocr_v1",
-            family="deepseek_ocr_v1",
-            checkpoint="deepseek-ai/DeepSeek-OCR",
-            image_size=640,
-        )
-        self.tokenizer: Any = None
 
-    def build(self, cfg: Any, hardware: Any = None) -> tuple[torch.nn.Module, Any]:
-        self.settings = s = settings_from(DeepseekOcrSettings, cfg, self.name)
-        if s.tiny:
-            raise ValueError(
-                "deepseek_ocr_v1 has no tiny model (its architecture lives in remote code); "
-                "use model=deepseek_ocr for tiny runs"
-            )
-        if s.quantization not in ("none", None):
-            raise ValueError("deepseek_ocr_v1 is inference only: set quantization: none")
-        check_v1_environment()
-        from transformers import AutoModel, AutoTokenizer
+def deepseek_ocr2_config() -> Any:
+    """The ``DeepseekOcr2Config`` of deepseek-community/DeepSeek-OCR-2."""
+    from transformers import DeepseekOcr2Config
 
-        place = resolve_hardware(hardware)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                s.checkpoint, revision=s.revision, trust_remote_code=True
-            )
-            model = AutoModel.from_pretrained(
-                s.checkpoint,
-                revision=s.revision,
-                trust_remote_code=True,
-                use_safetensors=True,
-                _attn_implementation=place.attn_implementation,
-            )
-        except (OSError, ValueError, ImportError) as err:
-            raise ModelLoadError(
-                f"could not load DeepSeek-OCR v1 from {s.checkpoint!r}: {err}"
-            ) from err
-        model = model.eval().cuda().to(torch.bfloat16)
-        self.tokenizer = tokenizer
-        return model, tokenizer
+    return DeepseekOcr2Config(
+        vision_config=dict(sam_config={}, encoder_config=dict(ENCODER)),
+        text_config=dict(DEEPSEEK_LM),
+    )
 
-    def collate(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError(
-            "deepseek_ocr_v1 is inference only; fine-tune model=deepseek_ocr (DeepSeek-OCR-2)"
-        )
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError(
-            "deepseek_ocr_v1 is inference only; fine-tune model=deepseek_ocr (DeepSeek-OCR-2)"
-        )
+def lm_tower() -> Tower:
+    """The DeepSeek-V2 decoder as a tower (MoE: experts per token + shared experts wide)."""
+    lm = DEEPSEEK_LM
+    width = (lm["num_experts_per_tok"] + lm["n_shared_experts"]) * lm["moe_intermediate_size"]
+    return Tower("language", "model.language_model", 12, 1280, width, 10)
 
-    def predict(self, model: torch.nn.Module, images: Sequence[Image]) -> list[str]:
-        if self.tokenizer is None:
-            raise RuntimeError(f"{self.name}: call build() before predict()")
-        s = self.settings
-        out = []
-        with tempfile.TemporaryDirectory(prefix="dsocr1-") as tmp:
-            for i, image in enumerate(images):
-                path = Path(tmp) / f"{i}.png"
-                image.convert("RGB").save(path)
-                text = model.infer(  # type: ignore[operator]
-                    self.tokenizer,
-                    prompt=f"<image>\n{PROMPT}",
-                    image_file=str(path),
-                    output_path=tmp,
-                    base_size=s.base_size,
-                    image_size=s.image_size,
-                    crop_mode=s.crop_mode,
-                    save_results=False,
-                    eval_mode=True,
-                )
-                out.append((text or "").strip())
-        return out
+
+def sam_tower(prefix: str) -> Tower:
+    """SAM ViT-B: 12 layers, windowed (14x14) attention except 4 global layers, eager attention."""
+    return Tower("sam", prefix, 12, 768, 3072, 12, "encoder", True, 14, 4)
+
+
+def tower_tokens(image_size: int, max_length: int) -> dict[str, int]:
+    queries = math.ceil(image_size / 64) ** 2
+    return {
+        "sam": (image_size // 16) ** 2,
+        "qwen2_encoder": 2 * queries,
+        "language": queries + 1 + max_length,
+    }
+
+
+def spec(model_cfg: Any) -> ModelSpec:
+    from transformers import DeepseekOcr2ForConditionalGeneration
+
+    model = on_meta(DeepseekOcr2ForConditionalGeneration, deepseek_ocr2_config())
+    enc = ENCODER
+    towers = (
+        sam_tower("model.vision_tower.sam_encoder"),
+        Tower(
+            "qwen2_encoder",
+            "model.vision_tower.vision_encoder",
+            enc["num_hidden_layers"],
+            enc["hidden_size"],
+            enc["intermediate_size"],
+            enc["num_attention_heads"],
+        ),
+        lm_tower(),
+    )
+    return spec_from_module(
+        model,
+        name=str(cfg_get(model_cfg, "name", "")),
+        family="deepseek_ocr2",
+        checkpoint=str(cfg_get(model_cfg, "checkpoint", "")),
+        towers=towers,
+        source="computed from the config (built with empty weights)",
+        vocab_size=DEEPSEEK_LM["vocab_size"],
+        attn=attn_of(DeepseekOcr2ForConditionalGeneration),
+        default_image_size=768,
+        tokens=tower_tokens,
+    )

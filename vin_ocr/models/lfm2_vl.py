@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vin_ocr.models.base import FamilyFacts
 from vin_ocr.models.lora import quantization_config
+from vin_ocr.models.spec import ModelSpec, Tower, attn_of, cfg_get, on_meta, spec_from_module
+from vin_ocr.models.tiny import char_tokenizer, pad_vocab, set_generation_ids
 from vin_ocr.models.vlm import (
     PROMPT,
     ModelLoadError,
@@ -85,6 +88,12 @@ class Lfm2Vl(PromptedVlm):
     name = "lfm2_vl"
     lora_targets = LORA_TARGETS
     prompt = PROMPT
+    facts = FamilyFacts(
+        spec=lambda cfg: spec(cfg),
+        tiny={"tiny": True, "min_image_tokens": 8, "max_image_tokens": 16},
+        pipeline_tag="image-text-to-text",
+        auto={"lfm2_5_vl": 40, "lfm2_vl_450m": 20},
+    )
 
     def __init__(self) -> None:
         self.settings = Lfm2VlSettings()
@@ -99,8 +108,6 @@ class Lfm2Vl(PromptedVlm):
         if s.tiny:
             if quant is not None:
                 raise ValueError("quantization is for real checkpoints; use tiny with none")
-            from vin_ocr.models.tiny import tiny_lfm2_vl
-
             model, processor = tiny_lfm2_vl(
                 min_image_tokens=s.min_image_tokens,
                 max_image_tokens=s.max_image_tokens,
@@ -164,3 +171,227 @@ def _load(
     if quant is None:
         model.to(device)
     return model, processor
+
+
+# -- the tiny random model (tests, debug=smoke) -------------------------------------------------
+
+# Special tokens, spelled as in the real tokenizer.
+SPECIALS = (
+    "<|pad|>",
+    "<|startoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<image>",
+    "<|image_start|>",
+    "<|image_end|>",
+    "<|img_thumbnail|>",
+    # Tile markers, used only when image splitting is on (at most 4 x 4 tiles here).
+    *(f"<|img_row_{r}_col_{c}|>" for r in range(1, 5) for c in range(1, 5)),
+)
+
+#: The structure of LFM2-VL's chat template (``<|im_start|>role\n...<|im_end|>\n``, images as
+#: ``<image>`` placeholders the processor expands), without its tool-calling branches.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}{{ '<image>' }}"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def tiny_config(vocab_size: int = 100, **config: Any) -> Any:
+    """The tiny ``Lfm2VlConfig`` (SigLIP2 2 x 32, LFM2 4 x 64): the one literal the tiny model,
+    the preflight tests and scripts/bench_preflight.py share. ``config``: extra top-level keys,
+    or ``text_config`` keys to add (token ids)."""
+    from transformers import Lfm2VlConfig
+
+    text_extra = config.pop("text_config", {})
+    return Lfm2VlConfig(
+        vision_config={
+            "model_type": "siglip2_vision_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "patch_size": 16,
+            "num_patches": 256,
+        },
+        text_config={
+            "model_type": "lfm2",
+            "vocab_size": vocab_size,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "layer_types": ["conv", "full_attention", "conv", "full_attention"],
+            "block_auto_adjust_ff_dim": False,
+            **text_extra,
+        },
+        projector_hidden_size=64,
+        downsample_factor=2,
+        **config,
+    )
+
+
+def tiny_lfm2_vl(
+    *,
+    min_image_tokens: int = 4,
+    max_image_tokens: int = 16,
+    do_image_splitting: bool = False,
+) -> tuple[Any, Any]:
+    """A ~0.25 M-parameter ``Lfm2VlForConditionalGeneration`` and its ``Lfm2VlProcessor``."""
+    from transformers import (
+        Lfm2VlForConditionalGeneration,
+        Lfm2VlImageProcessor,
+        Lfm2VlProcessor,
+    )
+
+    tokenizer = char_tokenizer(SPECIALS, bos="<|startoftext|>", eos="<|im_end|>", pad="<|pad|>")
+    image_processor = Lfm2VlImageProcessor(
+        do_image_splitting=do_image_splitting,
+        min_image_tokens=min_image_tokens,
+        max_image_tokens=max_image_tokens,
+        encoder_patch_size=16,
+        tile_size=64,
+        max_tiles=4,
+    )
+    processor = Lfm2VlProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
+    )
+    config = tiny_config(
+        pad_vocab(len(tokenizer)),
+        text_config={
+            "max_position_embeddings": 1024,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = Lfm2VlForConditionalGeneration(config)
+    set_generation_ids(model, tokenizer)
+    return model, processor
+
+
+# -- the preflight's memory spec ------------------------------------------------------------------
+
+_LAYERS = ["conv", "conv", "full_attention", "conv", "conv", "full_attention", "conv", "conv"]
+_LAYERS += ["full_attention", "conv", "full_attention", "conv", "full_attention", "conv"]
+_LAYERS += ["full_attention", "conv"]
+
+#: The published ``config.json`` values of each checkpoint, so the count works offline.
+CONFIGS: dict[str, dict[str, Any]] = {
+    # LiquidAI/LFM2-VL-450M config.json: LFM2-350M + SigLIP2 NaFlex base (86M).
+    "LiquidAI/LFM2-VL-450M": {
+        "text": dict(hidden_size=1024, intermediate_size=6656, num_attention_heads=16),
+        "vision": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, heads=12),
+    },
+    # LiquidAI/LFM2.5-VL-1.6B (and LFM2-VL-1.6B): LFM2-1.2B + SigLIP2 NaFlex so400m.
+    "LiquidAI/LFM2.5-VL-1.6B": {
+        "text": dict(hidden_size=2048, intermediate_size=12288, num_attention_heads=32),
+        "vision": dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, heads=16),
+    },
+}
+CONFIGS["LiquidAI/LFM2-VL-1.6B"] = CONFIGS["LiquidAI/LFM2.5-VL-1.6B"]
+
+
+def lfm2_vl_config(checkpoint: str) -> Any:
+    """The ``Lfm2VlConfig`` of a checkpoint in :data:`CONFIGS`."""
+    from transformers import Lfm2VlConfig
+
+    dims = CONFIGS[checkpoint]
+    vision = dict(dims["vision"])
+    heads = vision.pop("heads")
+    return Lfm2VlConfig(
+        text_config=dict(
+            model_type="lfm2",
+            num_hidden_layers=16,
+            num_key_value_heads=8,
+            vocab_size=65536,
+            layer_types=list(_LAYERS),
+            block_auto_adjust_ff_dim=True,
+            **dims["text"],
+        ),
+        vision_config=dict(
+            model_type="siglip2_vision_model",
+            num_attention_heads=heads,
+            num_patches=256,
+            patch_size=16,
+            vision_use_head=False,
+            **vision,
+        ),
+        projector_hidden_size=2560,
+    )
+
+
+def tower_tokens(max_patches: int) -> Any:
+    def tokens(image_size: int, max_length: int) -> dict[str, int]:
+        patches = min((image_size // 16) ** 2, max_patches or (image_size // 16) ** 2)
+        return {"vision": patches, "language": patches // 4 + max_length}
+
+    return tokens
+
+
+def lfm2_vl_spec(name: str, checkpoint: str, config: Any = None, source: str = "") -> ModelSpec:
+    """Spec of an LFM2-VL checkpoint (or of any ``Lfm2VlConfig``, e.g. a tiny test one)."""
+    from transformers import Lfm2VlForConditionalGeneration
+
+    if config is None:
+        if checkpoint not in CONFIGS:
+            known = ", ".join(CONFIGS)
+            raise KeyError(f"no built-in LFM2-VL config for {checkpoint!r} (known: {known})")
+        config = lfm2_vl_config(checkpoint)
+        source = "computed from the config (built with empty weights)"
+    model = on_meta(Lfm2VlForConditionalGeneration, config)
+    text, vision = config.text_config, config.vision_config
+    # LFM2 gated MLP width after block_auto_adjust_ff_dim.
+    width = model.model.language_model.layers[0].feed_forward.w1.out_features
+    v, t = (
+        (vision.num_hidden_layers, vision.hidden_size),
+        (text.num_hidden_layers, text.hidden_size),
+    )
+    towers = (
+        Tower("vision", "model.vision_tower", *v, vision.intermediate_size,
+              vision.num_attention_heads, kind="encoder"),
+        Tower("language", "model.language_model", *t, width, text.num_attention_heads),
+    )  # fmt: skip
+    return spec_from_module(
+        model,
+        name=name,
+        family="lfm2_vl",
+        checkpoint=checkpoint,
+        towers=towers,
+        source=source,
+        vocab_size=text.vocab_size,
+        attn=attn_of(Lfm2VlForConditionalGeneration),
+        default_image_size=512,
+        max_patches=1024,
+        tokens=tower_tokens(1024),
+    )
+
+
+def spec(model_cfg: Any) -> ModelSpec:
+    """The preflight spec of a ``model`` config: the built-in table, else the checkpoint's
+    ``config.json`` (a local folder, or the Hub)."""
+    name = str(cfg_get(model_cfg, "name", ""))
+    checkpoint = str(cfg_get(model_cfg, "checkpoint", ""))
+    if checkpoint in CONFIGS:
+        return lfm2_vl_spec(name, checkpoint)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(checkpoint)
+    except Exception as exc:
+        raise KeyError(
+            f"model {name!r}: {checkpoint!r} is not in the built-in table and its config.json "
+            f"could not be read ({type(exc).__name__}: {exc}). Offline, use a local folder with "
+            f"a config.json or one of {', '.join(CONFIGS)}"
+        ) from exc
+    source = "computed from the checkpoint's config.json (built with empty weights)"
+    return lfm2_vl_spec(name, checkpoint, config, source)

@@ -39,10 +39,7 @@ the convolutions, so batch statistics would replace the pretrained normalisation
 from __future__ import annotations
 
 import logging
-import math
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,22 +50,34 @@ from torch import nn
 
 from vin_ocr.decoding.ctc import ctc_read
 from vin_ocr.layout import needs_detection, settle
-from vin_ocr.models.pp_ocr_det import DetSettings, TextDetector, TextLine
+from vin_ocr.models.base import FamilyFacts
+from vin_ocr.models.pp_ocr_det import TextDetector, TextLine
+from vin_ocr.models.pp_ocr_onnx import export_onnx
+from vin_ocr.models.pp_ocr_rec import (
+    HUB_CHECKPOINTS,
+    TINY_CHARSET,
+    VIN_CHARSET,
+    PPOCRSettings,
+    ctc_logits,
+    freeze_batch_norm,
+    greedy_decode,
+    load_recognizer,
+    preprocess,
+    spec,
+    tiny_rec_model,
+    vin_class_index,
+    vin_head,
+)
 from vin_ocr.models.pp_ocr_scene import (
+    RETRY_THRESHOLDS,
     GeneralReader,
     box_crop,
-    cut_span,
-    fallback_ok,
-    fuse_line,
     label_line,
-    line_confidence,
-    retry_views,
-    span_box,
-    vin_span,
+    read_scene,
 )
-from vin_ocr.models.vlm import ModelLoadError, resolve_hardware, settings_from
+from vin_ocr.models.vlm import resolve_hardware, settings_from
 from vin_ocr.reading import Reading, texts
-from vin_ocr.vin import ALPHABET, VIN_LENGTH, pick_vin_at
+from vin_ocr.vin import ALPHABET
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -79,26 +88,20 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "HUB_CHECKPOINTS",
+    "RETRY_THRESHOLDS",
+    "TINY_CHARSET",
     "VIN_CHARSET",
     "PPOCRFamily",
     "PPOCRSettings",
     "ctc_logits",
     "export_onnx",
     "greedy_decode",
+    "load_recognizer",
     "preprocess",
     "tiny_rec_model",
     "vin_class_index",
     "vin_head",
 ]
-
-#: The VIN model's classes: CTC blank (index 0, ``""``) then the 33 VIN characters.
-VIN_CHARSET: list[str] = ["", *ALPHABET]
-
-HUB_CHECKPOINTS = {
-    "v6_small": "PaddlePaddle/PP-OCRv6_small_rec_safetensors",
-    "v5_mobile": "PaddlePaddle/PP-OCRv5_mobile_rec_safetensors",
-    "v5_server": "PaddlePaddle/PP-OCRv5_server_rec_safetensors",
-}
 
 #: LoRA targets (regex, full match on the module path): the SVTR linears of the head encoder and
 #: the pointwise convolutions of the backbone.
@@ -116,260 +119,34 @@ LORA_DEFAULTS: dict[str, Any] = {
 }
 
 
-#: Text-detection (pixel, box) thresholds of the second pass on a scene where no VIN was found.
-RETRY_THRESHOLDS = (0.2, 0.3)
-
-
-@dataclass
-class PPOCRSettings:
-    """What ``configs/model/pp_ocr.yaml`` holds; an unknown key fails naming it."""
-
-    name: str = "pp_ocr"
-    family: str = "pp_ocr"
-    variant: str = "v6_small"  # v6_small | v5_mobile | v5_server
-    checkpoint: str = "rapidocr"  # rapidocr | hub | a Hub id | a local folder
-    tiny: bool = False  # a tiny random model (tests, debug=smoke)
-    head: str = "vin"  # vin | masked
-    finetune: str = "full"  # full | lora
-    lora: dict[str, Any] = field(default_factory=dict)
-    freeze_batch_norm: bool = True
-    height: int = 48
-    min_width: int = 320
-    max_width: int = 320  # PaddleOCR training squashes wider crops to 320
-    predict_batch_size: int = 32
-    check_digit_search: bool = True  # vin_ocr.decoding.ctc.ctc_read's search
-    # Text detection for whole photos (vin_ocr.models.pp_ocr_det); not used on line crops.
-    det_checkpoint: str | None = None  # None: the rapidocr wheel's ONNX | hub | Hub id | folder
-    det_thresh: float = 0.3
-    det_box_thresh: float = 0.5
-    det_unclip_ratio: float = 1.6
-    det_limit_side_len: int = 736
-    det_limit_type: str = "min"  # min | max | resize_long
-    det_dilation: bool = True  # dilate the text mask before finding boxes (RapidOCR's default)
-    det_retry: bool = True  # scenes without a VIN: detect again at RETRY_THRESHOLDS
-    # The full-dictionary reader that finds the VIN line in whole photos (pp_ocr_scene.py):
-    # rapidocr | hub | a Hub id / folder | none (the VIN model reads every line).
-    general_checkpoint: str = "rapidocr"
-
-    def __post_init__(self) -> None:
-        checks = {
-            "variant": (self.variant, tuple(HUB_CHECKPOINTS)),
-            "head": (self.head, ("vin", "masked")),
-            "finetune": (self.finetune, ("full", "lora")),
-        }
-        for key, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"model.{key} must be one of {list(allowed)}, not {value!r}")
-        if self.height != 48:
-            raise ValueError(f"model.height must be 48 for PP-OCR recognition, not {self.height}")
-        if not 8 <= self.min_width <= self.max_width:
-            raise ValueError(
-                f"need 8 <= model.min_width <= model.max_width, got {self.min_width}, "
-                f"{self.max_width}"
-            )
-        self.detection()  # a bad det_* value fails now, not at the first scene
-
-    def detection(self) -> DetSettings:
-        """The ``det_*`` keys as :class:`~vin_ocr.models.pp_ocr_det.DetSettings`."""
-        return DetSettings(
-            checkpoint=self.det_checkpoint,
-            thresh=self.det_thresh,
-            box_thresh=self.det_box_thresh,
-            unclip_ratio=self.det_unclip_ratio,
-            limit_side_len=self.det_limit_side_len,
-            limit_type=self.det_limit_type,
-            dilation=self.det_dilation,
-        )
-
-
-# ------------------------------------------------------------------------------------------------
-# Tensors in, tensors out.
-
-
-def preprocess(
-    images: Sequence[Image], height: int = 48, min_width: int = 320, max_width: int = 1600
-) -> torch.Tensor:
-    """PP-OCR recognition input (batch, 3, ``height``, W) for RGB PIL images: each resized to
-    ``height`` keeping its aspect ratio (at most ``max_width`` wide), BGR, scaled to [-1, 1], and
-    right-padded with 0 to W = the widest resized image (at least ``min_width``), rounded up to a
-    multiple of 8 (the model emits one time step per 8 pixels)."""
-    if not images:
-        raise ValueError("preprocess needs at least one image")
-    widths = []
-    for image in images:
-        w, h = image.size
-        if w < 1 or h < 1:
-            raise ValueError(f"empty image ({w}x{h})")
-        widths.append(min(max_width, max(1, math.ceil(height * w / h))))
-    width = 8 * math.ceil(max(min_width, *widths) / 8)
-    batch = torch.zeros(len(images), 3, height, width)
-    for i, (image, w) in enumerate(zip(images, widths, strict=True)):
-        pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32))
-        pixels = pixels.permute(2, 0, 1).flip(0).unsqueeze(0)  # RGB -> BGR, (1, 3, h, w)
-        resized = F.interpolate(
-            pixels, size=(height, w), mode="bilinear", align_corners=False, antialias=False
-        )
-        batch[i, :, :, :w] = resized[0].clamp(0, 255) / 127.5 - 1.0
-    return batch
-
-
-def _base(model: nn.Module) -> Any:
-    """The transformers model inside DDP / compile and PEFT wrappers (PEFT injects its adapters
-    in place, so the modules found here are the ones that run)."""
-    from accelerate.utils import extract_model_from_parallel
-
-    model = extract_model_from_parallel(model, keep_torch_compile=False)
-    get = getattr(model, "get_base_model", None)
-    return get() if callable(get) else model
-
-
-def ctc_logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Pre-softmax logits (batch, time, classes) of a transformers PP-OCR recogniser.
-
-    The model runs through its own ``forward`` (so DistributedDataParallel syncs gradients and
-    PEFT / autocast wrappers apply) and the classifier's output is read with a forward hook: the
-    native forward returns softmax probabilities, too lossy for a CTC loss."""
-    captured: list[torch.Tensor] = []
-    handle = _base(model).head.head.register_forward_hook(
-        lambda _module, _args, output: captured.append(output)
+def named_source(model: Mapping[str, Any]) -> tuple[str | None, str | None] | None:
+    """``checkpoint: rapidocr`` or ``hub`` stand for the variant's official Hub checkpoint
+    (:data:`HUB_CHECKPOINTS`): (that Hub id, the card's sentence about the source)."""
+    checkpoint = model.get("checkpoint")
+    if checkpoint not in ("rapidocr", "hub"):
+        return None
+    hub_id = HUB_CHECKPOINTS.get(str(model.get("variant") or "v6_small"))
+    if checkpoint != "rapidocr":
+        return hub_id, None
+    return hub_id, (
+        "PP-OCRv6-small recognition, converted from the ONNX shipped in the `rapidocr` wheel "
+        f"(`base_model` names PaddlePaddle's Hub checkpoint of that model, `{hub_id}`)"
     )
-    try:
-        model(pixel_values)
-    finally:
-        handle.remove()
-    if len(captured) != 1:
-        raise RuntimeError(f"the recogniser's classifier ran {len(captured)} times in one forward")
-    return captured[0]
-
-
-def greedy_decode(logits: torch.Tensor, charset: Sequence[str]) -> list[str]:
-    """Best-path CTC decoding: argmax per step, merge repeats, drop the blank (index 0)."""
-    best = logits.argmax(-1).cpu()
-    texts = []
-    for row in best:
-        keep = torch.ones_like(row, dtype=torch.bool)
-        keep[1:] = row[1:] != row[:-1]
-        keep &= row != 0
-        texts.append("".join(charset[int(i)] for i in row[keep]))
-    return texts
-
-
-def vin_class_index(charset: Sequence[str]) -> torch.Tensor:
-    """Model class indices of [blank, *VIN alphabet] in ``charset`` (index 0 = blank)."""
-    position = {c: i for i, c in enumerate(charset) if i > 0}
-    missing = [c for c in ALPHABET if c not in position]
-    if missing:
-        raise ValueError(f"the model's charset lacks the VIN character(s) {missing}")
-    return torch.tensor([0, *(position[c] for c in ALPHABET)])
-
-
-def vin_head(model: nn.Module, charset: Sequence[str]) -> None:
-    """Replace the recogniser's classifier by a blank + 33 VIN-character head, initialised from
-    the rows of the same characters in the current head (in place; also updates the config)."""
-    base = _base(model)
-    old: nn.Linear = base.head.head
-    index = vin_class_index(charset)
-    new = nn.Linear(old.in_features, len(index), device=old.weight.device, dtype=old.weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(old.weight[index])
-        new.bias.copy_(old.bias[index])
-    base.head.head = new
-    base.config.head_out_channels = len(index)
-
-
-# ------------------------------------------------------------------------------------------------
-# Building.
-
-
-def tiny_rec_model(num_classes: int) -> nn.Module:
-    """A tiny random PP-OCRv6-small recogniser (same classes, same strides; ~40 k parameters)."""
-    from transformers import (
-        PPLCNetV4Config,
-        PPOCRV6SmallRecConfig,
-        PPOCRV6SmallRecForTextRecognition,
-    )
-
-    backbone = PPLCNetV4Config(
-        stem_channels=[3, 8, 16],
-        block_configs=[
-            [[3, 16, 16, 1, True]],
-            [[3, 16, 16, 1, False]],
-            [[3, 16, 32, [2, 1], False]],
-            [[3, 32, 32, [2, 1], True]],
-        ],
-        out_features=["stage4"],  # type: ignore[call-arg]
-    )
-    config = PPOCRV6SmallRecConfig(
-        backbone_config=backbone,
-        hidden_size=16,
-        num_attention_heads=2,
-        depth=1,
-        head_out_channels=num_classes,
-    )
-    torch.manual_seed(0)
-    model = PPOCRV6SmallRecForTextRecognition(config)
-    # transformers initialises with N(0, 0.02): through 20 layers without batch statistics the
-    # logits would be ~1e-12. PyTorch's own (Kaiming) initialisation keeps them of order one.
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
-            module.reset_parameters()
-    return model
-
-
-#: Charset of the tiny model: blank, digits, A-Z (I, O, Q included, so masking matters), space.
-TINY_CHARSET: list[str] = ["", *"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", " "]
-
-
-def _load_hub(checkpoint: str) -> tuple[nn.Module, list[str]]:
-    from transformers import AutoImageProcessor, AutoModelForTextRecognition
-
-    try:
-        model = AutoModelForTextRecognition.from_pretrained(checkpoint)
-        processor = AutoImageProcessor.from_pretrained(checkpoint)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load PP-OCR checkpoint {checkpoint!r}: {exc}") from exc
-    characters = list(getattr(processor, "character_list", None) or [])
-    classes = model.config.head_out_channels
-    if len(characters) == classes - 1:  # a dictionary without the blank
-        characters = ["", *characters]
-    if len(characters) != classes:
-        raise ModelLoadError(
-            f"{checkpoint}: the image processor's character_list has {len(characters)} entries "
-            f"for a {classes}-class head"
-        )
-    characters[0] = ""
-    return model, characters
-
-
-def load_recognizer(settings: PPOCRSettings) -> tuple[nn.Module, list[str]]:
-    """The pretrained recogniser and its charset, as ``settings`` asks (no VIN head yet)."""
-    if settings.tiny:
-        return tiny_rec_model(len(TINY_CHARSET)), list(TINY_CHARSET)
-    if settings.checkpoint == "rapidocr":
-        if settings.variant != "v6_small":
-            raise ModelLoadError(
-                f"checkpoint 'rapidocr' holds PP-OCRv6-small only, not {settings.variant!r}; "
-                "use checkpoint: hub (or a Hub id / folder) for other variants"
-            )
-        from vin_ocr.models.pp_ocr_convert import load_rapidocr_rec
-
-        return load_rapidocr_rec()
-    checkpoint = settings.checkpoint
-    if checkpoint == "hub":
-        checkpoint = HUB_CHECKPOINTS[settings.variant]
-    return _load_hub(checkpoint)
-
-
-def _freeze_batch_norm(model: nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
-            module.eval()
 
 
 class PPOCRFamily:
     """The :class:`~vin_ocr.models.base.ModelFamily` for PP-OCR recognition (CTC)."""
 
     name = "pp_ocr"
+    facts = FamilyFacts(
+        spec=spec,
+        tiny={"tiny": True, "min_width": 64},
+        pipeline_tag="image-to-text",
+        auto={"pp_ocr": 10},
+        cpu_inference=True,
+        lora_in_build=True,
+        named_source=named_source,
+    )
 
     def __init__(self, cfg: Any = None) -> None:
         self.settings = settings_from(PPOCRSettings, cfg, self.name)
@@ -496,10 +273,15 @@ class PPOCRFamily:
             logits = logits[..., self.class_index.to(logits.device)]
         return logits
 
+    def logits(self, model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        """:meth:`vin_logits` of a collated batch (what a merge must reproduce)."""
+        param = next(model.parameters())
+        return self.vin_logits(model, batch["pixel_values"].to(param.device, dtype=param.dtype))
+
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean CTC loss (blank 0, per-sample loss divided by its target length)."""
         if self.settings.freeze_batch_norm:
-            _freeze_batch_norm(model)
+            freeze_batch_norm(model)
         param = next(model.parameters())
         pixels = batch["pixel_values"].to(param.device, dtype=param.dtype)
         logits = self.vin_logits(model, pixels)
@@ -556,13 +338,13 @@ class PPOCRFamily:
         out = [Reading("")] * len(images)
         at = [i for i, crop in enumerate(flags) if crop]
         for i, probs in zip(at, self.line_probs(model, [images[i] for i in at]), strict=True):
-            out[i] = self._ctc_read(probs)
+            out[i] = self.decode_line(probs)
         for i, crop in enumerate(flags):
             if not crop:
-                out[i] = self._read_scene(model, images[i], detected.get(i))
+                out[i] = read_scene(self, model, images[i], detected.get(i))
         return out
 
-    def _ctc_read(self, probs: np.ndarray, search: bool | None = None) -> Reading:
+    def decode_line(self, probs: np.ndarray, search: bool | None = None) -> Reading:
         search = self.settings.check_digit_search if search is None else search
         return ctc_read(probs, VIN_CHARSET, search=search)
 
@@ -585,142 +367,3 @@ class PPOCRFamily:
         if self._general is None:
             self._general = GeneralReader.load(checkpoint, device)
         return self._general
-
-    def _read_scene(
-        self, model: nn.Module, image: Image, lines: list[TextLine] | None = None
-    ) -> Reading:
-        device = next(model.parameters()).device
-        if lines is None:
-            lines = self.detector(device).detect(image)
-        if not lines:
-            return Reading("")
-        general = self.general_reader(device)
-        if general is None:
-            return self._read_lines_vin_model(model, lines)
-        read = general.read([line.image for line in lines])
-        text, at = pick_vin_at([r.text for r in read])
-        # Glare and widely spaced characters split or hide a VIN line at the default thresholds:
-        # detect again, more permissively, then on the photo darkened against glare.
-        for view in retry_views(image) if at is None and self.settings.det_retry else ():
-            retry = self.detector(device).detect(view, *RETRY_THRESHOLDS)
-            retry_read = general.read([line.image for line in retry]) if retry else []
-            text, at = pick_vin_at([r.text for r in retry_read])
-            if at is not None:
-                lines, read = retry, retry_read
-                break
-        if at is None:  # the general reader found no VIN: the VIN model's pick, if valid
-            found = self._read_lines_vin_model(model, lines)
-            return found if fallback_ok(found.text) else Reading("")
-        line = lines[at]
-        span = vin_span(read[at], text)
-        crop = cut_span(line.image, span, len(text)) if span is not None else line.image
-        vin_model = self._ctc_read(self.line_probs(model, [crop])[0])
-        if span is None:  # the VIN model read the whole line: its VIN, if any
-            picked, where = pick_vin_at([vin_model.text])
-            vin_model = Reading(picked) if where is not None else Reading("")
-        fused = fuse_line(vin_model, text, line_confidence(read[at], text))
-        box = span_box(line.quad, line.image.size[0], span) if span is not None else line.box
-        return replace(fused, box=box)
-
-    def _read_lines_vin_model(self, model: nn.Module, lines: Sequence[TextLine]) -> Reading:
-        """Every line read by the VIN model, the VIN picked among them (no general reader)."""
-        probs = self.line_probs(model, [line.image for line in lines])
-        readings = [self._ctc_read(p, search=False) for p in probs]
-        text, at = pick_vin_at([r.text for r in readings])
-        if at is None:
-            # The VIN alphabet has no space or punctuation: a label on the VIN's line merges
-            # with it ("V.I.N. WAUR..." reads "VJNWAUR..."). Labels come first: try line ends.
-            text, at = pick_vin_at([r.text[-VIN_LENGTH:] for r in readings])
-        if at is None:
-            return Reading("")
-        box = lines[at].box
-        line = readings[at]
-        if line.text == text and self.settings.check_digit_search:
-            return replace(self._ctc_read(probs[at]), box=box)
-        start = line.text.find(text)
-        conf = line.char_conf[start : start + len(text)] if start >= 0 and line.char_conf else None
-        return Reading(text, char_conf=conf, box=box)
-
-
-# ------------------------------------------------------------------------------------------------
-# ONNX export.
-
-
-class _VinProbs(nn.Module):
-    """The exported graph: pixel values -> softmax probabilities over blank + VIN alphabet."""
-
-    class_index: torch.Tensor
-
-    def __init__(self, model: Any, class_index: torch.Tensor):
-        super().__init__()
-        self.model = model
-        self.register_buffer("class_index", class_index.clone(), persistent=False)
-        self.sliced = len(class_index) != model.config.head_out_channels
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        logits = ctc_logits(self.model, pixel_values)
-        if self.sliced:
-            logits = logits.index_select(-1, self.class_index)
-        return logits.softmax(-1)
-
-
-def export_onnx(
-    model: nn.Module,
-    path: str | Path,
-    class_index: torch.Tensor | None = None,
-    opset: int = 17,
-    atol: float = 1e-4,
-) -> float:
-    """Export the recogniser to ONNX (input ``pixel_values`` (batch, 3, 48, width), output
-    ``probs`` (batch, width / 8, 34)), dynamic batch and width; a PEFT model is merged first.
-    The file is checked with onnxruntime on two shapes; returns the largest difference from
-    torch, and raises ``RuntimeError`` if it exceeds ``atol``. Written via a temporary file."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    base = _base(model)
-    if base is not model:  # PEFT: fold the adapters into a copy
-        import copy
-
-        base = copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]
-    base = base.float().cpu().eval()
-    if class_index is None:
-        class_index = torch.arange(base.config.head_out_channels)
-    wrapper = _VinProbs(base, class_index).eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    example = torch.zeros(1, 3, 48, 320)
-    with warnings.catch_warnings():
-        # The TorchScript exporter (deprecated in favour of dynamo, which needs onnxscript) warns
-        # about traced Python booleans that are constant for this model (checked below).
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            str(tmp),
-            input_names=["pixel_values"],
-            output_names=["probs"],
-            dynamic_axes={
-                "pixel_values": {0: "batch", 3: "width"},
-                "probs": {0: "batch", 1: "time"},
-            },
-            opset_version=opset,
-            dynamo=False,
-        )
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for shape in ((2, 3, 48, 320), (3, 3, 48, 480)):
-        x = torch.rand(shape, generator=generator) * 2 - 1
-        with torch.no_grad():
-            want = wrapper(x).numpy()
-        got = session.run(None, {"pixel_values": x.numpy()})[0]
-        if got.shape != want.shape:
-            raise RuntimeError(f"{path}: ONNX output {got.shape} vs torch {want.shape}")
-        worst = max(worst, float(np.abs(got - want).max()))
-    if worst > atol:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"{path}: ONNX and torch differ by {worst:.2e} (> {atol:.0e})")
-    tmp.replace(path)
-    return worst

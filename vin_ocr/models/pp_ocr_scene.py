@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +33,13 @@ import torch
 from PIL import Image as PILImage
 
 from vin_ocr.decoding.ctc import greedy, greedy_spans
+from vin_ocr.models.pp_ocr_rec import (
+    HUB_CHECKPOINTS,
+    PPOCRSettings,
+    ctc_logits,
+    load_recognizer,
+    preprocess,
+)
 from vin_ocr.reading import Reading
 from vin_ocr.vin import VIN_LENGTH, is_valid, pick_vin_at
 
@@ -77,16 +84,12 @@ class GeneralReader:
     def load(cls, checkpoint: str, device: Any = "cpu") -> GeneralReader:
         """``rapidocr`` (the wheel's PP-OCRv6-small), ``hub`` (the official PP-OCRv6-small
         safetensors) or a Hub id / folder of a full-dictionary PP-OCR recogniser."""
-        from vin_ocr.models.pp_ocr import HUB_CHECKPOINTS, PPOCRSettings, load_recognizer
-
         source = HUB_CHECKPOINTS["v6_small"] if checkpoint == "hub" else checkpoint
         model, charset = load_recognizer(PPOCRSettings(checkpoint=source))
         return cls(model.to(device, dtype=torch.float32), charset)
 
     @torch.no_grad()
     def read(self, images: Sequence[Image]) -> list[LineReading]:
-        from vin_ocr.models.pp_ocr import ctc_logits, preprocess
-
         out: list[LineReading | None] = [None] * len(images)
         # Batches of similar widths (padding changes little, but costs time).
         order = sorted(range(len(images)), key=lambda i: images[i].size[0] / images[i].size[1])
@@ -276,3 +279,67 @@ def fallback_ok(text: str) -> bool:
     """A VIN model's pick, made where the general reader found no VIN, is kept only when it is
     a valid VIN."""
     return len(text) == VIN_LENGTH and is_valid(text)
+
+
+# -- reading a whole photo ----------------------------------------------------------------------
+
+#: Text-detection (pixel, box) thresholds of the second pass on a scene where no VIN was found.
+RETRY_THRESHOLDS = (0.2, 0.3)
+
+
+def read_scene(family: Any, model: Any, image: Image, lines: list[Any] | None = None) -> Reading:
+    """A whole photo read by ``family`` (:class:`~vin_ocr.models.pp_ocr.PPOCRFamily`): the
+    general reader finds the VIN line among the detected ``lines`` (detected here when None),
+    the VIN model reads that line's VIN span, and the two readings are fused."""
+    device = next(model.parameters()).device
+    if lines is None:
+        lines = family.detector(device).detect(image)
+    if not lines:
+        return Reading("")
+    general = family.general_reader(device)
+    if general is None:
+        return read_lines_vin_model(family, model, lines)
+    read = general.read([line.image for line in lines])
+    text, at = pick_vin_at([r.text for r in read])
+    # Glare and widely spaced characters split or hide a VIN line at the default thresholds:
+    # detect again, more permissively, then on the photo darkened against glare.
+    for view in retry_views(image) if at is None and family.settings.det_retry else ():
+        retry = family.detector(device).detect(view, *RETRY_THRESHOLDS)
+        retry_read = general.read([line.image for line in retry]) if retry else []
+        text, at = pick_vin_at([r.text for r in retry_read])
+        if at is not None:
+            lines, read = retry, retry_read
+            break
+    if at is None:  # the general reader found no VIN: the VIN model's pick, if valid
+        found = read_lines_vin_model(family, model, lines)
+        return found if fallback_ok(found.text) else Reading("")
+    line = lines[at]
+    span = vin_span(read[at], text)
+    crop = cut_span(line.image, span, len(text)) if span is not None else line.image
+    vin_model = family.decode_line(family.line_probs(model, [crop])[0])
+    if span is None:  # the VIN model read the whole line: its VIN, if any
+        picked, where = pick_vin_at([vin_model.text])
+        vin_model = Reading(picked) if where is not None else Reading("")
+    fused = fuse_line(vin_model, text, line_confidence(read[at], text))
+    box = span_box(line.quad, line.image.size[0], span) if span is not None else line.box
+    return replace(fused, box=box)
+
+
+def read_lines_vin_model(family: Any, model: Any, lines: Sequence[Any]) -> Reading:
+    """Every line read by the VIN model, the VIN picked among them (no general reader)."""
+    probs = family.line_probs(model, [line.image for line in lines])
+    readings = [family.decode_line(p, search=False) for p in probs]
+    text, at = pick_vin_at([r.text for r in readings])
+    if at is None:
+        # The VIN alphabet has no space or punctuation: a label on the VIN's line merges
+        # with it ("V.I.N. WAUR..." reads "VJNWAUR..."). Labels come first: try line ends.
+        text, at = pick_vin_at([r.text[-VIN_LENGTH:] for r in readings])
+    if at is None:
+        return Reading("")
+    box = lines[at].box
+    line = readings[at]
+    if line.text == text and family.settings.check_digit_search:
+        return replace(family.decode_line(probs[at]), box=box)
+    start = line.text.find(text)
+    conf = line.char_conf[start : start + len(text)] if start >= 0 and line.char_conf else None
+    return Reading(text, char_conf=conf, box=box)

@@ -191,6 +191,11 @@ class PromptedVlm:
     def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return causal_lm_loss(model, batch)
 
+    def logits(self, model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The language model's logits over a collated batch (labels left out)."""
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return model(**to_model(inputs, model)).logits
+
     def decoding(self) -> VlmDecoding:
         """The ``decoding`` keys of the model config; an unknown key fails naming it."""
         return settings_from(
