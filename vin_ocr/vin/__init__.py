@@ -28,7 +28,7 @@ The package: ``chars`` (alphabet, check digit, year codes), ``wmi`` (country, re
 """
 
 from vin_ocr.vin.chars import (
-    _ALPHABET_SET as _ALPHABET_SET,  # evaluation/evaluate.py's character check
+    _ALPHABET_SET as _ALPHABET_SET,  # evaluation/harness.py's character check
 )
 from vin_ocr.vin.chars import (
     ALPHABET,
