@@ -218,7 +218,7 @@ def load_adapter(
     config = PeftConfig.from_pretrained(str(path))
     config.inference_mode = not trainable
     if hasattr(model, "peft_config"):  # already a PeftModel: one more named adapter
-        model.add_adapter(adapter_name, config)
+        model.add_adapter(adapter_name, config)  # type: ignore[operator]
         peft_model = model
     else:
         peft_model = get_peft_model(model, config, adapter_name=adapter_name)
@@ -247,7 +247,7 @@ _ADAPTER_SLOT = re.compile(r"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)
 def is_quantized(model: torch.nn.Module) -> bool:
     """Whether ``model`` (or the base under a ``PeftModel``) holds 4-/8-bit (bitsandbytes)
     weights."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[operator]
     if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
         return True
     return any(type(m).__name__ in ("Linear4bit", "Linear8bitLt") for m in base.modules())
