@@ -9,6 +9,9 @@ BIN      = $(VENV)/bin
 TORCH    = torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX ?=
 STAMP    = $(VENV)/.installed
+# The official paddleocr engine (the [paddle] extra holds paddlepaddle and their other needs): its
+# metadata pins numpy<2.4 and opencv 4.10, which would downgrade ours; it runs on them (tested).
+PADDLEOCR = paddleocr==3.7.0 paddlex==3.7.2
 
 .PHONY: setup run eval test lint format bench bench-default bench-real system-deps clean
 
@@ -16,7 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -q -e ".[dev]" $(TORCH)
+	$(BIN)/pip install -q -e ".[dev,paddle]" $(TORCH)
+	$(BIN)/pip install -q --no-deps $(PADDLEOCR)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,0 +1,551 @@
+"""PP-OCR models in the Paddle inference format that the official ``paddleocr`` 3.x package loads
+from a folder (``inference.json`` + ``inference.pdiparams`` + ``inference.yml``).
+
+A fine-tuned run (or the pretrained models converted from the rapidocr wheel) is copied, weight
+for weight, into PaddleX's own Paddle port of the same transformers classes
+(``paddlex.inference.models.*.modeling``), saved with ``paddle.jit.save`` and checked through
+the official package before the folder appears: ``paddleocr.TextRecognition`` must read a set of
+line crops exactly as the torch model does (same texts; probabilities within ``atol``), else
+:class:`PaddleExportError`. Command (schema: :class:`PaddleExportConf`)::
+
+    python -m vin_ocr.models.pp_ocr_paddle run=RUN              # -> RUN/paddle/{rec,det}
+    python -m vin_ocr.models.pp_ocr_paddle run=RUN out=DIR det=false
+
+and in PaddleOCR::
+
+    TextRecognition(model_name="PP-OCRv6_small_rec", model_dir="RUN/paddle/rec")
+    PaddleOCR(text_recognition_model_name="PP-OCRv6_small_rec",
+              text_recognition_model_dir="RUN/paddle/rec",
+              text_detection_model_name="PP-OCRv6_small_det",
+              text_detection_model_dir="RUN/paddle/det")
+
+:func:`pretrained_dir` gives the pretrained PP-OCRv6-small rec/det in the same format, converted
+once from the rapidocr wheel into the user's cache (``engine=paddleocr`` uses them offline).
+Needs the ``paddle`` extra (``pip install 'vin-ocr[paddle]'``). See docs/pp_ocr.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+REC_MODEL_NAME = "PP-OCRv6_small_rec"
+DET_MODEL_NAME = "PP-OCRv6_small_det"
+#: What ``export.json`` in an exported folder is called (the verification figures).
+REPORT_FILE = "export.json"
+
+
+class PaddleExportError(RuntimeError):
+    """The model cannot be exported, or the official package does not read it as torch does."""
+
+
+def _require_paddle() -> None:
+    os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+    try:
+        import paddle  # noqa: F401
+        import paddleocr  # noqa: F401
+    except ImportError as exc:
+        raise PaddleExportError(
+            f"the Paddle export needs paddlepaddle and paddleocr ({exc}); "
+            "install them with `pip install 'vin-ocr[paddle]'`"
+        ) from exc
+
+
+# ------------------------------------------------------------------------------------------------
+# torch -> Paddle (dynamic graph), weight for weight.
+
+
+def _paddle_class(model_type: str) -> tuple[Any, Any]:
+    """PaddleX's Paddle model class and config class for a transformers ``model_type``."""
+    import importlib
+
+    tasks = {"pp_ocrv6_small_rec": "text_recognition", "pp_ocrv6_small_det": "text_detection"}
+    if model_type not in tasks:
+        raise PaddleExportError(
+            f"only PP-OCRv6-small rec/det export to Paddle (PaddleX ports them), not {model_type!r}"
+        )
+    package = f"paddlex.inference.models.{tasks[model_type]}.modeling"
+    model_module = importlib.import_module(f"{package}.{model_type}")
+    config_module = importlib.import_module(f"{package}._config_{model_type}")
+    cls = "PPOCRV6SmallRec" if model_type.endswith("rec") else "PPOCRV6SmallDet"
+    return getattr(model_module, cls), getattr(config_module, cls + "Config")
+
+
+def to_paddle(model: nn.Module) -> Any:
+    """PaddleX's Paddle port of a transformers PP-OCRv6-small rec/det ``model`` (eval mode) with
+    ``model``'s weights. Strict: a Paddle parameter without a torch value, a torch tensor left
+    unused, or a shape mismatch raises :class:`PaddleExportError` naming the keys."""
+    import paddle
+
+    config = model.config
+    paddle_cls, config_cls = _paddle_class(config.model_type)
+    target = paddle_cls(config_cls(**config.to_dict()))
+    source = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+    def torch_key(key: str) -> str:
+        return key.replace("._mean", ".running_mean").replace("._variance", ".running_var")
+
+    wanted = target.state_dict()
+    missing = [k for k in wanted if torch_key(k) not in source]
+    unused = sorted(set(source) - {torch_key(k) for k in wanted})
+    if missing or unused:
+        raise PaddleExportError(
+            f"{config.model_type}: Paddle keys without a torch value {missing[:5]} "
+            f"({len(missing)}), torch keys unused {unused[:5]} ({len(unused)})"
+        )
+    values = {}
+    for key, param in wanted.items():
+        value = source[torch_key(key)].detach().float().cpu().numpy()
+        if len(param.shape) == 2 and key.endswith("weight"):
+            value = value.T  # paddle.nn.Linear stores (in, out)
+        if list(value.shape) != list(param.shape):
+            raise PaddleExportError(f"{key}: torch shape {value.shape} vs Paddle {param.shape}")
+        values[key] = value
+    target.set_state_dict(values)
+    # Epsilons per module (the converted recogniser's final norm differs from its config).
+    torch_eps = {n: m.eps for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+    for name, layer in target.named_sublayers():
+        if isinstance(layer, paddle.nn.LayerNorm) and name in torch_eps:
+            layer._epsilon = torch_eps[name]
+    target.eval()
+    return target
+
+
+def _static_layer(target: Any) -> Any:
+    """Tensor in, tensor out (PaddleX's ``forward`` takes and returns numpy lists)."""
+    import paddle
+
+    class Probs(paddle.nn.Layer):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.model, self.head = inner.model, inner.head
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.model(x))
+
+    return Probs(target)
+
+
+def _nearest_as_repeat(x: Any, scale_factor: Any = None, mode: str = "nearest", **kw: Any) -> Any:
+    """Nearest upsampling by an integer factor as ``repeat_interleave`` (the same values): the
+    ``interpolate`` op's double-array ``scale`` attribute makes Paddle's oneDNN executor (on by
+    default in PaddleOCR on CPU) fail with ``ConvertPirAttribute2RuntimeAttribute``."""
+    import paddle.nn.functional as F
+
+    if mode != "nearest" or kw or int(scale_factor) != scale_factor:
+        return F.interpolate(x, scale_factor=scale_factor, mode=mode, **kw)
+    k = int(scale_factor)
+    return x.repeat_interleave(k, axis=2).repeat_interleave(k, axis=3)
+
+
+def _jit_save(target: Any, folder: Path, height: int | None) -> None:
+    import types
+
+    import paddle
+    import paddle.nn.functional as F
+
+    module = sys.modules[type(target).__module__]
+    spec = paddle.static.InputSpec([None, 3, height, None], "float32", "x")
+    module.F = types.SimpleNamespace(**{**vars(F), "interpolate": _nearest_as_repeat})
+    try:
+        static = paddle.jit.to_static(_static_layer(target), input_spec=[spec], full_graph=True)
+        paddle.jit.save(static, str(folder / "inference"))
+    finally:
+        module.F = F
+
+
+def _write_yml(folder: Path, content: dict[str, Any]) -> None:
+    import yaml
+
+    text = yaml.safe_dump(content, allow_unicode=True, sort_keys=False)
+    (folder / "inference.yml").write_text(text, encoding="utf-8")
+
+
+def rec_yml(charset: Sequence[str], height: int = 48) -> dict[str, Any]:
+    """``inference.yml`` of a recogniser whose classes are ``charset`` (index 0 = blank).
+    PaddleOCR's ``CTCLabelDecode`` adds the blank and a trailing space itself."""
+    chars = list(charset[1:])
+    if chars and chars[-1] == " ":
+        chars = chars[:-1]
+    return {
+        "Global": {"model_name": REC_MODEL_NAME},
+        "PreProcess": {
+            "transform_ops": [
+                {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+                {"MultiLabelEncode": {"gtc_encode": "NRTRLabelEncode"}},
+                {"RecResizeImg": {"image_shape": [3, height, 320]}},
+                {"KeepKeys": {"keep_keys": ["image", "label_ctc", "label_gtc", "length"]}},
+            ]
+        },
+        "PostProcess": {"name": "CTCLabelDecode", "character_dict": chars},
+    }
+
+
+def det_yml(settings: Any) -> dict[str, Any]:
+    """``inference.yml`` of the detector, with the project's DB post-processing settings
+    (:class:`vin_ocr.models.pp_ocr_det.DetSettings`) and RapidOCR's normalisation."""
+    return {
+        "Global": {"model_name": DET_MODEL_NAME},
+        "PreProcess": {
+            "transform_ops": [
+                {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+                {"DetLabelEncode": None},
+                # PaddleOCR ignores sizes here: for PP-OCRv6_small_det its predictor resizes to
+                # a longer side of at most 960 unless text_det_limit_side_len/_type are passed
+                {"DetResizeForTest": None},
+                {
+                    "NormalizeImage": {
+                        "mean": [0.5, 0.5, 0.5],
+                        "std": [0.5, 0.5, 0.5],
+                        "scale": 1.0 / 255.0,
+                        "order": "hwc",
+                    }
+                },
+                {"ToCHWImage": None},
+                {"KeepKeys": {"keep_keys": ["image", "shape", "polys", "ignore_tags"]}},
+            ]
+        },
+        "PostProcess": {
+            "name": "DBPostProcess",
+            "thresh": float(settings.thresh),
+            "box_thresh": float(settings.box_thresh),
+            "max_candidates": 1000,
+            "unclip_ratio": float(settings.unclip_ratio),
+            "use_dilation": bool(settings.dilation),
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Export + verification through the official package.
+
+
+def _plain(model: nn.Module, class_index: torch.Tensor | None) -> nn.Module:
+    """A float32 CPU copy without PEFT wrappers, its classifier cut to ``class_index``."""
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model, keep_torch_compile=False)
+    get = getattr(model, "get_base_model", None)
+    base = get() if callable(get) else model
+    # PEFT: fold the adapters into a copy
+    base = copy.deepcopy(model).merge_and_unload() if base is not model else copy.deepcopy(base)
+    base = base.float().cpu().eval()
+    head = base.head.head
+    if class_index is not None and len(class_index) != head.out_features:
+        new = nn.Linear(head.in_features, len(class_index))
+        with torch.no_grad():
+            new.weight.copy_(head.weight[class_index])
+            new.bias.copy_(head.bias[class_index])
+        base.head.head = new
+        base.config.head_out_channels = len(class_index)
+    return base
+
+
+def _bgr(image: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+
+
+def verify_rec(
+    folder: str | Path,
+    model: nn.Module,
+    charset: Sequence[str],
+    images: Sequence[Any],
+    atol: float = 1e-3,
+) -> dict[str, Any]:
+    """Read ``images`` (PIL line crops) with ``paddleocr.TextRecognition`` loading ``folder``
+    and with the torch ``model`` on the very same input (PaddleOCR's own resize, normalisation
+    and batch padding, its own CTC decoder): the texts must be equal and the probabilities within
+    ``atol``; returns the figures, raises :class:`PaddleExportError` naming the first
+    difference."""
+    import paddle
+    import paddleocr
+    from paddlex.inference.models.text_recognition.processors import (
+        CTCLabelDecode,
+        OCRReisizeNormImg,
+        ToBatch,
+    )
+
+    folder = Path(folder)
+    if not images:
+        raise PaddleExportError("verification needs at least one line crop")
+    arrays = [_bgr(im) for im in images]
+    official = paddleocr.TextRecognition(
+        model_name=REC_MODEL_NAME, model_dir=str(folder), device="cpu"
+    )
+    got = official.predict(input=arrays, batch_size=len(arrays))
+    got_texts = [str(r["rec_text"]) for r in got]
+    got_scores = np.array([float(r["rec_score"]) for r in got])
+
+    resize = OCRReisizeNormImg([3, 48, 320])
+    batch = ToBatch()(imgs=[resize.resize(a) for a in arrays])[0]
+    training = model.training
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.from_numpy(batch))
+    finally:
+        model.train(training)
+    want = getattr(out, "last_hidden_state", out).numpy()
+    decode = CTCLabelDecode(character_list=rec_yml(charset)["PostProcess"]["character_dict"])
+    want_texts, want_scores = decode([want])
+    static = paddle.jit.load(str(folder / "inference"))
+    static.eval()
+    probs = static(paddle.to_tensor(batch)).numpy()
+    prob_diff = float(np.abs(probs - want).max())
+    score_diff = float(np.abs(got_scores - np.array(want_scores, dtype=float)).max())
+    same = sum(a == b for a, b in zip(got_texts, want_texts, strict=True))
+    report = {
+        "crops": len(arrays),
+        "texts_equal": same,
+        "max_prob_diff": prob_diff,
+        "max_score_diff": score_diff,
+        "atol": atol,
+    }
+    if same != len(arrays):
+        i = next(i for i, (a, b) in enumerate(zip(got_texts, want_texts, strict=True)) if a != b)
+        raise PaddleExportError(
+            f"{folder}: paddleocr read {same}/{len(arrays)} crops as torch does; crop {i}: "
+            f"paddleocr {got_texts[i]!r} vs torch {want_texts[i]!r}"
+        )
+    if prob_diff > atol or score_diff > atol:
+        raise PaddleExportError(
+            f"{folder}: Paddle probabilities differ from torch by {prob_diff:.2e} "
+            f"(scores {score_diff:.2e}), above {atol:.0e}"
+        )
+    return report
+
+
+def verify_det(folder: str | Path, model: nn.Module, atol: float = 1e-4) -> dict[str, Any]:
+    """The saved detector vs torch on two random inputs (probability maps within ``atol``)."""
+    import paddle
+
+    static = paddle.jit.load(str(Path(folder) / "inference"))
+    static.eval()
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for shape in ((1, 3, 64, 96), (2, 3, 96, 64)):
+        x = torch.rand(shape, generator=generator) * 2 - 1
+        with torch.no_grad():
+            out = model(x)
+        want = getattr(out, "last_hidden_state", out).numpy()
+        got = static(paddle.to_tensor(x.numpy())).numpy()
+        if got.shape != want.shape:
+            raise PaddleExportError(f"{folder}: Paddle map {got.shape} vs torch {want.shape}")
+        worst = max(worst, float(np.abs(got - want).max()))
+    if worst > atol:
+        raise PaddleExportError(f"{folder}: Paddle map differs from torch by {worst:.2e}")
+    return {"max_map_diff": worst, "atol": atol}
+
+
+def _finish(tmp: Path, out: Path, report: dict[str, Any], overwrite: bool) -> Path:
+    (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    if out.exists():
+        if not overwrite:  # checked before the work too; a race must not lose a folder
+            raise PaddleExportError(f"{out} exists (overwrite=true replaces it)")
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def _start(out: Path, overwrite: bool) -> Path:
+    if out.exists() and not overwrite:
+        raise PaddleExportError(f"{out} exists (overwrite=true replaces it)")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def export_rec(
+    model: nn.Module,
+    charset: Sequence[str],
+    out: str | Path,
+    images: Sequence[Any],
+    class_index: torch.Tensor | None = None,
+    overwrite: bool = False,
+    atol: float = 1e-3,
+) -> dict[str, Any]:
+    """Write the recogniser ``model`` (classes ``charset``; with ``class_index``, only those
+    classes, e.g. a masked head's VIN classes) as a PaddleOCR model folder ``out``, verified on
+    ``images`` (:func:`verify_rec`). The folder appears only once verified; returns the report
+    (also in ``out/export.json``)."""
+    _require_paddle()
+    out = Path(out)
+    plain = _plain(model, class_index)
+    classes = [charset[int(i)] for i in class_index] if class_index is not None else charset
+    if len(classes) != plain.config.head_out_channels:
+        raise PaddleExportError(
+            f"{len(classes)} characters for a {plain.config.head_out_channels}-class head"
+        )
+    tmp = _start(out, overwrite)
+    try:
+        _jit_save(to_paddle(plain), tmp, 48)
+        _write_yml(tmp, rec_yml(classes))
+        report = {"model_name": REC_MODEL_NAME, "classes": len(classes)}
+        report |= verify_rec(tmp, plain, classes, images, atol)
+        return report | {"path": str(_finish(tmp, out, report, overwrite))}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_det(
+    model: nn.Module, out: str | Path, settings: Any = None, overwrite: bool = False
+) -> dict[str, Any]:
+    """Write the text detector ``model`` (transformers PP-OCRv6-small det) as a PaddleOCR model
+    folder ``out`` with the detection ``settings`` (:class:`~vin_ocr.models.pp_ocr_det.
+    DetSettings`, defaults when None); verified numerically (:func:`verify_det`)."""
+    from vin_ocr.models.pp_ocr_det import DetSettings
+
+    _require_paddle()
+    out = Path(out)
+    model = copy.deepcopy(model).float().cpu().eval()
+    tmp = _start(out, overwrite)
+    try:
+        _jit_save(to_paddle(model), tmp, None)
+        _write_yml(tmp, det_yml(settings or DetSettings()))
+        report = {"model_name": DET_MODEL_NAME} | verify_det(tmp, model)
+        return report | {"path": str(_finish(tmp, out, report, overwrite))}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------------
+# The pretrained models, offline.
+
+
+def sample_crops(n: int | None = None, manifest: str | Path | None = None) -> list[Any]:
+    """Line crops for verification: the manifest's ``crop: true`` images (default: the bundled
+    samples), at most ``n``."""
+    from PIL import Image
+
+    import vin_ocr
+    from vin_ocr.data.sample import read_manifest
+
+    path = Path(manifest) if manifest else vin_ocr.SAMPLES_DIR / "manifest.jsonl"
+    crops = [s for s in read_manifest(path) if s.crop]
+    if not crops:
+        raise PaddleExportError(f"{path}: no line crops (crop: true) to verify the export on")
+    return [Image.open(s.image).convert("RGB") for s in crops[:n]]
+
+
+def cache_root() -> Path:
+    """Where the converted pretrained models live: ``$VIN_OCR_CACHE`` or
+    ``$XDG_CACHE_HOME/vin_ocr`` (``~/.cache/vin_ocr``), under ``paddle/rapidocr-<version>``."""
+    import rapidocr
+
+    base = os.environ.get("VIN_OCR_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "vin_ocr"
+    )
+    version = getattr(rapidocr, "__version__", None) or "unknown"
+    return Path(base) / "paddle" / f"rapidocr-{version}"
+
+
+def pretrained_dir(kind: str, root: str | Path | None = None) -> Path:
+    """The PaddleOCR model folder of the pretrained PP-OCRv6-small ``kind`` (``rec`` | ``det``),
+    converted from the rapidocr wheel's ONNX on first use (verified like an export) and cached."""
+    if kind not in ("rec", "det"):
+        raise ValueError(f"kind must be 'rec' or 'det', not {kind!r}")
+    name = REC_MODEL_NAME if kind == "rec" else DET_MODEL_NAME
+    folder = Path(root) if root else cache_root() / name
+    if (folder / REPORT_FILE).is_file():
+        return folder
+    from vin_ocr.models.pp_ocr_convert import load_rapidocr_det, load_rapidocr_rec
+
+    log.info("converting the rapidocr wheel's %s for paddleocr into %s", name, folder)
+    if kind == "rec":
+        model, charset = load_rapidocr_rec()
+        export_rec(model, charset, folder, sample_crops(8), overwrite=True)
+    else:
+        export_det(load_rapidocr_det(), folder, overwrite=True)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------
+# Command.
+
+
+@dataclass
+class PaddleExportConf:
+    """``python -m vin_ocr.models.pp_ocr_paddle``; a mistyped key fails naming it."""
+
+    run: str | None = None  # a finished PP-OCR training run folder
+    out: str | None = None  # null: RUN/paddle (rec/ and det/ inside)
+    det: bool = True  # also write det/: the run's detector (run.json's det_* settings)
+    overwrite: bool = False  # replace existing rec/ and det/ folders
+    samples: int = 32  # line crops the official package must read as torch does
+    manifest: str | None = None  # their manifest; null: the bundled samples
+    atol: float = 1e-3  # largest probability difference accepted
+
+
+def export_run(cfg: Any) -> dict[str, Any]:
+    """Export the run ``cfg.run`` (see :class:`PaddleExportConf`); returns the reports."""
+    from vin_ocr.models.engine import load_run
+
+    if not cfg.run:
+        raise PaddleExportError("run=RUN is required (a finished PP-OCR training run folder)")
+    run = Path(cfg.run)
+    out = Path(cfg.out) if cfg.out else run / "paddle"
+    for sub in ("rec", "det") if cfg.det else ("rec",):
+        if (out / sub).exists() and not cfg.overwrite:
+            raise PaddleExportError(f"{out / sub} exists (overwrite=true replaces it)")
+    images = sample_crops(cfg.samples, cfg.manifest)
+    try:
+        engine = load_run(run)
+    except (FileNotFoundError, ValueError) as exc:
+        raise PaddleExportError(str(exc)) from None
+    family, model = engine.family, engine.model
+    if getattr(family, "name", None) != "pp_ocr":
+        raise PaddleExportError(f"{run}: a {family.name} run; only pp_ocr runs export to Paddle")
+    rec = export_rec(
+        model, family.charset, out / "rec", images, family.class_index, cfg.overwrite, cfg.atol
+    )
+    reports = {"rec": rec}
+    if cfg.det:
+        detector = family.detector()
+        reports["det"] = export_det(
+            detector.model, out / "det", detector.settings, overwrite=cfg.overwrite
+        )
+    return reports
+
+
+def main() -> None:
+    import hydra
+    from omegaconf import DictConfig
+
+    import vin_ocr
+    from vin_ocr.config import register_configs
+
+    register_configs()  # every Hydra schema, before _main() composes
+
+    config_dir = str(vin_ocr.CONFIG_DIR)
+
+    @hydra.main(config_path=config_dir, config_name="paddle_export", version_base="1.3")
+    def _main(cfg: DictConfig) -> None:
+        try:
+            reports = export_run(cfg)
+        except PaddleExportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        for kind, report in reports.items():
+            print(f"{kind}: {json.dumps(report)}")
+
+    _main()
+
+
+if __name__ == "__main__":
+    main()
