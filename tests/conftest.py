@@ -44,6 +44,15 @@ def pytest_runtest_makereport(item, call):
     )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _config_schemas():
+    """Every Hydra schema registered, as each command's entry point does before composing: tests
+    compose configs with Hydra's compose API (or call :func:`vin_ocr.config.compose`)."""
+    from vin_ocr.config import register_configs
+
+    register_configs()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Point HOME and the caches at a temporary folder (paddle/wandb write into ~)."""

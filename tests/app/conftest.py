@@ -6,7 +6,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import vin_ocr
-from vin_ocr.app import EngineCache, register_configs
+from vin_ocr.app import EngineCache
+from vin_ocr.config import register_configs
 
 #: A bundled line crop and a bundled scene (data/samples).
 LINE = vin_ocr.SAMPLES_DIR / "images" / "000000.jpg"

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import vin_ocr
-from vin_ocr.app.export_space import SpaceError, export_space, pick_hardware, register_configs
+from vin_ocr.app.export_space import SpaceError, export_space, pick_hardware
+from vin_ocr.config import register_configs
 from vin_ocr.hardware import load_model_cfg
 
 FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
@@ -56,8 +57,8 @@ def test_baseline_space(tmp_path, monkeypatch):
     assert f"torch=={torch}+cpu" in reqs
     assert f"rapidocr=={importlib.metadata.version('rapidocr')}" in reqs
     assert (out / "vin_ocr" / "app" / "ui.py").is_file()  # vendored package
-    assert (out / "configs" / "app" / "app.yaml").is_file()
-    assert (out / "data" / "samples" / "manifest.jsonl").is_file()
+    assert (out / "vin_ocr" / "configs" / "app" / "app.yaml").is_file()  # configs inside
+    assert (out / "vin_ocr" / "assets" / "samples" / "manifest.jsonl").is_file()
     for path in out.rglob("*"):
         if path.is_file():
             assert FAKE_TOKEN.encode() not in path.read_bytes(), path

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image, ImageDraw, ImageFont
 
 import vin_ocr
-from vin_ocr.evaluation.evaluate import evaluate, register_configs
+from vin_ocr.config import register_configs
+from vin_ocr.evaluation.evaluate import evaluate
 
 #: Valid VINs (check digit correct), drawn as line crops; the last one also inside a scene.
 VINS = ["1M8GDM9AXKP042788", "1HGCM82633A004352", "JH4KA7561PC008269", "5YJSA1E23HF176351"]
@@ -61,7 +62,7 @@ def fixture_manifest(tmp_path_factory) -> Path:
 
 def eval_cfg(*overrides: str):
     register_configs()
-    with initialize_config_dir(str(vin_ocr.CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(str(vin_ocr.CONFIG_DIR / "eval"), version_base="1.3"):
         return compose("eval", overrides=["progress=false", *overrides])
 
 

@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import vin_ocr
+from vin_ocr.config import register_configs
 from vin_ocr.evaluation.engines import (
     ENGINES,
     CheckpointEngine,
@@ -19,7 +20,6 @@ from vin_ocr.evaluation.engines import (
     TesseractEngine,
     build_engine,
 )
-from vin_ocr.evaluation.evaluate import register_configs
 
 from .conftest import VINS, draw_line, draw_scene
 
@@ -108,7 +108,7 @@ def test_registry_by_name():
 def test_every_engine_config_composes_and_names_its_class(name, tmp_path):
     register_configs()
     overrides = [f"engine={name}"] + ([f"engine.path={tmp_path}"] if name == "checkpoint" else [])
-    with initialize_config_dir(str(vin_ocr.CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(str(vin_ocr.CONFIG_DIR / "eval"), version_base="1.3"):
         cfg = compose("eval", overrides=overrides)
     assert cfg.engine._target_.rsplit(".", 1)[1] == ENGINES[name].__name__
     if name == "rapidocr":

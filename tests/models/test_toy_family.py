@@ -116,7 +116,8 @@ def test_preflight_reads_the_toy_spec(toy):
 
 
 def test_space_export_of_the_toy_run(toy_run, tmp_path):
-    from vin_ocr.app.export_space import export_space, register_configs
+    from vin_ocr.app.export_space import export_space
+    from vin_ocr.config import register_configs
 
     register_configs()
     out = tmp_path / "space"

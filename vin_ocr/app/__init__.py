@@ -17,7 +17,6 @@ from vin_ocr.app.core import (
     load_image,
     open_engine,
     read_image,
-    register_configs,
     sample_images,
     to_dict,
 )
@@ -39,7 +38,6 @@ __all__ = [
     "open_engine",
     "read_image",
     "read_panel",
-    "register_configs",
     "sample_images",
     "serve",
     "to_dict",

@@ -10,11 +10,10 @@ import hydra
 from omegaconf import DictConfig
 
 import vin_ocr
-from vin_ocr.app.core import EngineUnavailable, register_configs
+from vin_ocr.app.core import EngineUnavailable
 from vin_ocr.app.ui import serve
+from vin_ocr.config import register_configs
 from vin_ocr.errors import exit_on_user_error
-
-register_configs()
 
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR / "app"), config_name="app", version_base="1.3")
@@ -24,4 +23,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_configs()  # every Hydra schema, before main() composes
     main()

@@ -59,12 +59,6 @@ class AppConf:
     samples: bool = True  # offer the bundled sample images
 
 
-def register_configs() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="app_schema", node=AppConf)
-
-
 class UploadError(ValueError):
     """The upload cannot be read as an image; the message names the file and the problem."""
 

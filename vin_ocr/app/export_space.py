@@ -5,8 +5,8 @@
 
 ``DIR`` receives ``app.py``, a pinned ``requirements.txt`` and a ``README.md`` whose YAML header
 holds sdk, sdk_version (the gradio installed here), app_file, suggested_hardware and the model
-repo; with ``package=vendor`` (default) also this checkout's ``vin_ocr/``, ``configs/`` and the
-bundled samples, and a local run folder's ``run.json`` + ``model/`` under ``run/``.
+repo; with ``package=vendor`` (default) also this checkout's ``vin_ocr/`` (its configs and the
+bundled samples inside), and a local run folder's ``run.json`` + ``model/`` under ``run/``.
 
 Hardware ``auto`` is the smallest tier that runs the model (CPU for PP-OCR and the baselines, see
 :func:`pick_hardware`). No token is ever written: a private model repo needs ``HF_TOKEN`` set as
@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 import vin_ocr
@@ -44,6 +43,7 @@ from vin_ocr.app.space import (
     readme,
     requirements,
 )
+from vin_ocr.config import register_configs
 from vin_ocr.errors import exit_on_user_error
 
 __all__ = [
@@ -60,7 +60,6 @@ __all__ = [
     "pick_hardware",
     "push",
     "readme",
-    "register_configs",
     "requirements",
 ]
 
@@ -76,19 +75,12 @@ class SpaceConf:
     title: str = "VIN reader"
     hardware: str = "auto"
     zero_gpu: bool = False
-    #: vendor: copy this checkout's vin_ocr/ + configs/ + samples; else a pip requirement line
+    #: vendor: copy this checkout's vin_ocr/ (configs and samples inside); else a pip requirement
     package: str = "vendor"
     license: str = "apache-2.0"
     overwrite: bool = False
     push_to: str | None = None  # a Space id (user/name) to create and upload to (needs a login)
     private: bool = False
-
-
-def register_configs() -> None:
-    ConfigStore.instance().store(name="space_schema", node=SpaceConf)
-
-
-register_configs()
 
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR / "app"), config_name="space", version_base="1.3")
@@ -100,4 +92,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_configs()  # every Hydra schema, before main() composes
     main()

@@ -268,9 +268,8 @@ def _write_space(cfg: Any, folder: Path) -> tuple[str, str]:
     }
     if cfg.package == "vendor":
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        # the package holds its configs and the bundled samples (vin_ocr/configs, vin_ocr/assets)
         shutil.copytree(Path(vin_ocr.__file__).parent, folder / "vin_ocr", ignore=ignore)
-        shutil.copytree(vin_ocr.CONFIG_DIR, folder / "configs", ignore=ignore)
-        shutil.copytree(vin_ocr.SAMPLES_DIR, folder / "data" / "samples", ignore=ignore)
     atomic_write_text(folder / "app.py", app_source(settings, cfg.title, cfg.zero_gpu))
     reqs = requirements(hardware, str(cfg.package), cfg.zero_gpu)
     atomic_write_text(folder / "requirements.txt", reqs)

@@ -25,14 +25,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import vin_ocr
-from vin_ocr.data.prepare_config import OutputFormat, PrepareConfig, register_configs
+from vin_ocr.config import register_configs
+from vin_ocr.data.prepare_config import OutputFormat, PrepareConfig
 from vin_ocr.data.prepare_output import PrepareResult, _public, check_out, write_outputs
 from vin_ocr.data.sample import ManifestError, Sample
 from vin_ocr.data.splits import split_by_vin
 from vin_ocr.data.validate import DataValidationError, validate_samples
 from vin_ocr.errors import exit_on_user_error
 
-__all__ = ["PrepareConfig", "PrepareResult", "check_out", "main", "prepare", "register_configs"]
+__all__ = ["PrepareConfig", "PrepareResult", "check_out", "main", "prepare"]
 
 log = logging.getLogger(__name__)
 
@@ -82,4 +83,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_configs()  # every Hydra schema, before main() composes
     main()

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from vin_ocr.data.splits import DEFAULT_RATIOS
@@ -113,19 +112,3 @@ class PrepareConfig:
     allow_empty_splits: bool = False  # write a split with a ratio > 0 but no sample (warning)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     card: CardConfig = field(default_factory=CardConfig)
-
-
-def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="prepare_schema", node=PrepareConfig)
-    for name, node in (
-        ("folder", FolderSource),
-        ("paddle", PaddleSource),
-        ("hf", HFSource),
-        ("manifest", ManifestSource),
-        ("yolo", YoloSource),
-    ):
-        cs.store(group="source", name=f"{name}_schema", node=node)
-
-
-register_configs()

@@ -1,6 +1,7 @@
 """The baseline engines, offline on the CPU: RapidOCR (PP-OCRv6 small on onnxruntime, shipped
 in the ``rapidocr`` wheel) and the ``tesseract`` binary. Built by name through
-:data:`vin_ocr.evaluation.engines.ENGINES` or from ``configs/engine/{rapidocr,tesseract}.yaml``.
+:data:`vin_ocr.evaluation.engines.ENGINES` or from
+``configs/eval/engine/{rapidocr,tesseract}.yaml``.
 """
 
 from __future__ import annotations

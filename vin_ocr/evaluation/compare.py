@@ -29,10 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 import vin_ocr
+from vin_ocr.config import register_configs
 from vin_ocr.errors import exit_on_user_error
 from vin_ocr.evaluation.comparison import (
     Comparison,
@@ -100,9 +100,6 @@ class CompareConf:
     wandb_max_runs: int = 10
 
 
-ConfigStore.instance().store(name="compare_schema", node=CompareConf)
-
-
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="compare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error(OSError, ValueError, out="out"):  # bad input: the message, no trace
@@ -111,4 +108,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_configs()  # every Hydra schema, before main() composes
     main()

@@ -3,7 +3,7 @@ so the harness can run any of them on any data set: the baselines RapidOCR and T
 (:mod:`vin_ocr.evaluation.baselines`), the official PaddleOCR package and a finished training run
 (``checkpoint``), both here.
 
-Engines are built from Hydra config (``configs/engine/*.yaml``, each naming its class with
+Engines are built from Hydra config (``configs/eval/engine/*.yaml``, each naming its class with
 ``_target_``) or by name through :data:`ENGINES`. An engine that cannot run here (binary or
 package missing, weights not reachable) raises :class:`EngineUnavailable` with the reason; no
 engine ever falls back to another.

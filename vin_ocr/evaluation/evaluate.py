@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import vin_ocr
+from vin_ocr.config import register_configs
 from vin_ocr.data.sample import read_manifest
 from vin_ocr.errors import check_writable, exit_on_user_error
 from vin_ocr.evaluation.engines import EngineUnavailable, build_engine
@@ -59,7 +59,6 @@ __all__ = [
     "check_labels",
     "evaluate",
     "main",
-    "register_configs",
     "repair_counts",
     "resolve_manifest",
     "run_eval",
@@ -70,25 +69,8 @@ __all__ = [
 _CONSOLE_KEYS = ("n", "exact_match", "exact_match_lenient", "cer", "char_accuracy", "ms_per_image")
 
 
-def register_configs() -> None:
-    """Register the schemas that ``configs/eval.yaml`` and its groups extend (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="eval_schema", node=EvalConf)
-    cs.store(group="data", name="data_schema", node=DataConf)
-    for name, node in (
-        ("rapidocr", RapidOCRConf),
-        ("tesseract", TesseractConf),
-        ("paddleocr", PaddleOCRConf),
-        ("checkpoint", CheckpointConf),
-    ):
-        cs.store(group="engine", name=f"{name}_schema", node=node)
-
-
-register_configs()
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Build the engine and the data named by ``cfg`` (``configs/eval.yaml``) and run them."""
+    """Build the engine and the data named by ``cfg`` (``configs/eval/eval.yaml``) and run them."""
     if cfg.out_dir:
         out_dir = Path(cfg.out_dir)
     else:
@@ -126,7 +108,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
 
 
-@hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="eval", version_base="1.3")
+@hydra.main(config_path=str(vin_ocr.CONFIG_DIR / "eval"), config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with exit_on_user_error(OSError, ValueError, EngineUnavailable, out="out_dir"):
         report = evaluate(cfg)
@@ -136,4 +118,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_configs()  # every Hydra schema, before main() composes
     main()

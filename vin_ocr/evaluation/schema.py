@@ -1,5 +1,5 @@
-"""The config schemas of ``configs/eval.yaml`` and its groups ``data/`` and ``engine/``
-(registered by :func:`vin_ocr.evaluation.evaluate.register_configs`)."""
+"""The config schemas of ``configs/eval/eval.yaml`` and its groups ``eval/data/``, ``eval/engine/``
+(registered by :func:`vin_ocr.config.register_configs`)."""
 
 from __future__ import annotations
 

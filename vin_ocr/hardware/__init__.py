@@ -42,13 +42,6 @@ from vin_ocr.hardware.resolve import (  # noqa: E402
 )
 
 
-def register_configs() -> None:
-    """Put the ``hardware`` schema in Hydra's ConfigStore (``configs/hardware/*.yaml`` use it)."""
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(group="hardware", name="hardware_schema", node=HardwareConfig)
-
-
 def attn_support(model_cfg: object) -> AttnSupport:
     """Which attention kernels the model of a ``model`` config implements (``auto``: any)."""
     from vin_ocr.hardware.catalog import _cfg_get
@@ -57,8 +50,6 @@ def attn_support(model_cfg: object) -> AttnSupport:
         return AttnSupport()
     return model_spec(model_cfg).attn
 
-
-register_configs()
 
 __all__ = [
     "AttnSupport",
@@ -85,7 +76,6 @@ __all__ = [
     "model_spec",
     "pick_auto",
     "preflight",
-    "register_configs",
     "resolve",
     "spec_from_module",
 ]

@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import vin_ocr
+from vin_ocr.config import register_configs
 from vin_ocr.hardware import (
     Hardware,
     HardwareError,
@@ -99,4 +100,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_configs()  # every Hydra schema, before main() composes
     main()

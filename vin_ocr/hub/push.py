@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-
 log = logging.getLogger(__name__)
 
 #: The marker (card tag) that says a Hub repo was written by vin-ocr.
@@ -59,9 +57,6 @@ class HubConf:
     overwrite: bool = False  # push over a repo that holds something else (other files deleted)
     staging_dir: str | None = None  # dry run folder; null: RUN/hub_upload
     commit_message: str | None = None  # null: "vin-ocr: <run name>"
-
-
-ConfigStore.instance().store(group="hub", name="hub_schema", node=HubConf)
 
 
 @dataclass

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-
 import vin_ocr
 from vin_ocr.data.sample import Sample, jsonl_rows, read_manifest
 
@@ -93,9 +91,6 @@ class TrainDataConf:
     synth_val: int = 200  # synthetic validation samples (used when ``val`` is None)
     synth_seed: int = 0  # training samples use this seed, validation samples seed + 1
     synth: dict[str, Any] = field(default_factory=lambda: {"kind": "line"})  # SynthConfig keys
-
-
-ConfigStore.instance().store(group="data", name="train_data_schema", node=TrainDataConf)
 
 
 class SynthSamples(Sequence[Sample]):

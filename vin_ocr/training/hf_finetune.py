@@ -47,7 +47,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import vin_ocr
-import vin_ocr.hardware  # registers the hardware schema for Hydra
+import vin_ocr.hardware  # configure_platform() before torch is imported
+from vin_ocr.config import register_configs
 from vin_ocr.data.sample import atomic_write_text, read_manifest
 from vin_ocr.errors import UserError, check_writable, exit_on_user_error
 from vin_ocr.models.engine import MODEL_DIR, RUN_FILE, FamilyEngine
@@ -584,4 +585,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_configs()  # every Hydra schema, before main() composes
     main()

@@ -24,8 +24,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from hydra.core.config_store import ConfigStore
-
 from vin_ocr.data.sample import jsonl_rows
 
 log = logging.getLogger(__name__)
@@ -336,6 +334,3 @@ class WandbConf:
     dir: str | None = None
     worst_rows: int = 16
     log_model: bool = True
-
-
-ConfigStore.instance().store(group="logger", name="wandb_schema", node=WandbConf)

@@ -42,11 +42,11 @@ from typing import Any
 
 import hydra
 import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import vin_ocr
-import vin_ocr.hardware  # registers the hardware schema for Hydra
+import vin_ocr.hardware  # configure_platform() before torch is imported
+from vin_ocr.config import register_configs
 from vin_ocr.data.sample import Sample, atomic_write_text, read_manifest
 from vin_ocr.errors import UserError, check_writable, exit_on_user_error
 from vin_ocr.hub.push import HubConf, HubError, check_push, push_run, replace_dir
@@ -109,9 +109,6 @@ class MergeConf:
     verify: VerifyConf = field(default_factory=VerifyConf)
     hardware: Any = None
     hub: HubConf = field(default_factory=HubConf)
-
-
-ConfigStore.instance().store(name="merge_schema", node=MergeConf)
 
 
 @dataclass
@@ -560,4 +557,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_configs()  # every Hydra schema, before main() composes
     main()

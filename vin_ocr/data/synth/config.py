@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from vin_ocr import vin as vinlib
@@ -42,8 +41,6 @@ class SynthRun(SynthConfig):
     quality: int = 92  # JPEG quality
     sample_set: bool = False  # true: write the bundled sample set (ignores n, kind, looks)
 
-
-ConfigStore.instance().store(name="synth_schema", node=SynthRun)
 
 
 def to_config(cfg: SynthConfig | Mapping[str, Any] | DictConfig | None = None) -> SynthConfig:
