@@ -142,9 +142,9 @@ def _first_char_candidate(text: str) -> bool:
 
 
 def needs_search(text: str) -> bool:
-    """Whether the search runs on greedy reading ``text``: a mandatory-region reading (first
-    character) that is not a valid VIN there, and at most :data:`MAX_LENGTH_OFF` characters
-    longer or shorter than 17."""
+    """Whether the search runs on greedy reading ``text``: a mandatory-region reading (its WMI,
+    ``vin.check_digit_mandatory``) that is not a valid VIN there, and at most
+    :data:`MAX_LENGTH_OFF` characters longer or shorter than 17."""
     if not text or not check_digit_mandatory(text):
         return False
     if abs(len(text) - VIN_LENGTH) > MAX_LENGTH_OFF:
