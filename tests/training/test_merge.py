@@ -111,7 +111,7 @@ def test_different_predictions_fail_even_with_equal_logits(base, samples, tmp_pa
 
 @pytest.mark.slow
 def test_merge_cli_writes_a_loadable_run_folder(base, samples, tmp_path):
-    from vin_ocr.models.engine import load_run
+    from vin_ocr.run_folder import load_run
 
     family, model = base
     run = tmp_path / "run"
@@ -263,7 +263,7 @@ def test_a_failed_merge_at_the_end_of_a_run_keeps_the_adapter(base, tmp_path, mo
 def test_load_run_reads_an_adapter_only_run(base, samples, tmp_path):
     """training.merge=false (or an adapter pushed alone) leaves model/adapter/ only: the engine
     rebuilds the base from run.json and puts the adapter on it."""
-    from vin_ocr.models.engine import load_run
+    from vin_ocr.run_folder import load_run
 
     family, model = base
     peft = adapter_run(tmp_path, model, family, seed=3)

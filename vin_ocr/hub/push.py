@@ -30,6 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vin_ocr.run_folder import (
+    ADAPTER_DIR,
+    CARD_FILE,
+    CONFIG_FILE,
+    EVAL_DIR,
+    MODEL_DIR,
+    RUN_FILE,
+    STAGING_DIR,
+    has_adapter,
+    has_merged_weights,
+    is_finished,
+    read_info,
+)
+
 log = logging.getLogger(__name__)
 
 #: The marker (card tag) that says a Hub repo was written by vin-ocr.
@@ -99,8 +113,7 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def _upload_kind(model_dir: Path, upload: str) -> str:
-    merged = any(model_dir.glob("model*.safetensors"))
-    adapter = (model_dir / "adapter" / "adapter_model.safetensors").is_file()
+    merged, adapter = has_merged_weights(model_dir), has_adapter(model_dir)
     if upload == "auto":
         upload = "merged" if merged else "adapter"
     if upload not in ("merged", "adapter"):
@@ -120,17 +133,16 @@ def stage(run_dir: str | Path, conf: HubConf, dest: str | Path) -> list[str]:
     from omegaconf import OmegaConf
 
     from vin_ocr.hub.card import render_model_card
-    from vin_ocr.models.engine import MODEL_DIR, RUN_FILE
 
     run, dest = Path(run_dir), Path(dest)
-    if not (run / RUN_FILE).is_file():
+    if not is_finished(run):
         raise HubError(f"{run}: not a finished run folder (no {RUN_FILE}); nothing to push")
     model_dir = run / MODEL_DIR
     kind = _upload_kind(model_dir, conf.upload)
     dest.mkdir(parents=True)
     for path in sorted(model_dir.rglob("*")):
         rel = path.relative_to(model_dir)
-        in_adapter = rel.parts[0] == "adapter"
+        in_adapter = rel.parts[0] == ADAPTER_DIR
         if not path.is_file() or not _matches(path.name, MODEL_FILES):
             continue
         if in_adapter and (kind != "adapter" or path.name == "README.md"):
@@ -138,18 +150,18 @@ def stage(run_dir: str | Path, conf: HubConf, dest: str | Path) -> list[str]:
         if not in_adapter and kind == "adapter" and path.name.startswith("model"):
             continue  # merged weights (and their shard index) stay home
         _copy(path, dest / MODEL_DIR / rel)
-    for path in sorted((run / "eval").rglob("*")):
+    for path in sorted((run / EVAL_DIR).rglob("*")):
         if path.is_file() and _matches(path.name, EVAL_FILES):
             _copy(path, dest / path.relative_to(run))
-    info = json.loads((run / RUN_FILE).read_text())
+    info = read_info(run)
     info["hub"] = {"repo_id": conf.repo_id, "upload": kind}
     (dest / RUN_FILE).write_text(json.dumps(scrub(info), indent=1))
     cfg = None
-    if (run / "config.yaml").is_file():
-        cfg = OmegaConf.create(scrub(OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))))
-        (dest / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if (run / CONFIG_FILE).is_file():
+        cfg = OmegaConf.create(scrub(OmegaConf.to_container(OmegaConf.load(run / CONFIG_FILE))))
+        (dest / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg))
     card = render_model_card(info, run.name, cfg, repo_id=conf.repo_id)
-    (dest / "README.md").write_text(card)
+    (dest / CARD_FILE).write_text(card)
     return sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
 
 
@@ -217,7 +229,7 @@ def push_run(run_dir: str | Path, conf: Any, api: Any = None) -> PushResult | No
         return None
     run = Path(run_dir)
     if conf.dry_run:
-        out = Path(conf.staging_dir) if conf.staging_dir else run / "hub_upload"
+        out = Path(conf.staging_dir) if conf.staging_dir else run / STAGING_DIR
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp_{out.name}_", dir=out.parent))
         try:
@@ -282,13 +294,13 @@ def _check_ours(api: Any, repo: str, remote: list[str], run: Path) -> None:
     advice = (
         f"; push to another hub.repo_id or set hub.overwrite=true (the run folder {run} is intact)"
     )
-    if "README.md" not in remote or "run.json" not in remote:
+    if CARD_FILE not in remote or RUN_FILE not in remote:
         raise HubError(f"{refuse} (no vin-ocr model card and run.json){advice}")
-    readme = Path(api.hf_hub_download(repo, "README.md", repo_type="model")).read_text()
+    readme = Path(api.hf_hub_download(repo, CARD_FILE, repo_type="model")).read_text()
     if MARKER not in readme:
         raise HubError(f"{refuse} (its README.md has no {MARKER} tag){advice}")
-    theirs = json.loads(Path(api.hf_hub_download(repo, "run.json", repo_type="model")).read_text())
-    mine = json.loads((run / "run.json").read_text())
+    theirs = json.loads(Path(api.hf_hub_download(repo, RUN_FILE, repo_type="model")).read_text())
+    mine = read_info(run)
     for key in ("family", "checkpoint"):
         a = theirs.get(key, theirs.get("model", {}).get(key))
         b = mine.get(key, mine.get("model", {}).get(key))

@@ -48,13 +48,15 @@ from omegaconf import DictConfig, OmegaConf
 
 import vin_ocr
 import vin_ocr.hardware  # configure_platform() before torch is imported
+from vin_ocr import run_folder as rf
 from vin_ocr.config import register_configs
 from vin_ocr.data.sample import atomic_write_text, read_manifest
 from vin_ocr.errors import UserError, check_writable, exit_on_user_error
-from vin_ocr.models.engine import MODEL_DIR, RUN_FILE, FamilyEngine
+from vin_ocr.models.engine import FamilyEngine
+from vin_ocr.run_folder import CHECKPOINTS_DIR, LOG_FILE, MODEL_DIR
 from vin_ocr.training.data import build_datasets, read_test_sets
 from vin_ocr.training.loggers import build_logger, worst_predictions
-from vin_ocr.training.loop import CHECKPOINTS, STATE_FILE, LoopConfig, find_resume, fit
+from vin_ocr.training.loop import STATE_FILE, LoopConfig, find_resume, fit
 
 log = logging.getLogger(__name__)
 # hydra.run.dir: the working folder when run_dir is given (Hydra then writes nothing: train.yaml
@@ -78,11 +80,9 @@ def _hydra_dir(run_dir: str | None, default: str) -> str:
 
 
 OmegaConf.register_new_resolver("vin_hydra_dir", _hydra_dir, replace=True)
-LOG_FILE = "train.log"
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 #: what a previous run leaves in its folder (overwrite=true removes these, and only these)
-RUN_ARTEFACTS = (CHECKPOINTS, MODEL_DIR, "eval", "eval_baseline", "hub_upload", RUN_FILE,
-                 "README.md", "model.onnx", "metrics.jsonl", "config.yaml", LOG_FILE)  # fmt: skip
+RUN_ARTEFACTS = rf.ARTEFACTS
 
 
 class StartError(UserError):
@@ -173,8 +173,8 @@ def check_run_dir(run_dir: Path, resume: str, overwrite: bool) -> None:
     held = [name for name in held if name != LOG_FILE]  # a run that failed to start logs there
     if held and resume in ("none", "", None) and not overwrite:
         what = (
-            "a finished run" if (run_dir / RUN_FILE).is_file()
-            else "an unfinished run's checkpoints" if (run_dir / CHECKPOINTS).is_dir()
+            "a finished run" if rf.is_finished(run_dir)
+            else "an unfinished run's checkpoints" if (run_dir / CHECKPOINTS_DIR).is_dir()
             else f"files ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''})"
         )  # fmt: skip
         raise StartError(
@@ -245,7 +245,7 @@ def save_model(model: Any, processor: Any, out: Path, merged: Any = None) -> Pat
     tmp = out.with_name(f".tmp_{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     if hasattr(model, "peft_config"):  # PEFT
-        model.save_pretrained(tmp / "adapter")
+        model.save_pretrained(tmp / rf.ADAPTER_DIR)
         if merged is not None:
             merged.save_pretrained(tmp)
     else:
@@ -375,7 +375,7 @@ def _start(cfg: DictConfig) -> dict[str, Any]:
 def _trim_metrics(run_dir: Path, step: int) -> None:
     """Drop metrics.jsonl rows logged after the checkpoint a run resumes from (they are logged
     again), so the file reads as an uninterrupted run's."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / rf.METRICS_FILE
     if path.is_file():
         kept = []
         for row in path.read_text(encoding="utf-8").splitlines():
@@ -441,7 +441,7 @@ def _train(
         raise StartError(str(err).strip("'\"")) from None
     model, processor = _build_model(family, model_cfg, hardware)
     if main:
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_text(run_dir / rf.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     logger = build_logger(cfg.get("logger"), run_dir, main)  # main process only
     logger.start(OmegaConf.to_container(cfg, resolve=True), hardware.to_dict())
     if lora is not None and "finetune" not in model_cfg:  # PP-OCR applies it in build
@@ -451,14 +451,14 @@ def _train(
     baselines: dict[str, dict[str, Any]] = {}
     if main:  # the test sets read by the model before any training, through the same harness
         for label, manifest in test_sets.items():
-            out_dir = run_dir / "eval_baseline" / label
+            out_dir = run_dir / rf.BASELINE_DIR / label
             done = out_dir / "report.json"
             report = _read_report(done) if resumed else None  # from before the kill
             if report is None:
                 name, batch = f"{model_cfg.name}:pretrained", loop_cfg.eval_batch_size
                 report = _test_eval(family, model, manifest, out_dir, name, batch)
             baselines[label] = {k: report[k] for k in HEADLINE}
-    history_path = run_dir / "metrics.jsonl"
+    history_path = run_dir / rf.METRICS_FILE
 
     def on_log(values: dict[str, Any], step: int) -> None:
         with history_path.open("a", encoding="utf-8") as f:
@@ -503,17 +503,17 @@ def _train(
     out.artefacts["model"] = save_model(model, processor, run_dir / MODEL_DIR, merged)
     export = getattr(family, "export_onnx", None)
     if export is not None and cfg.get("export_onnx", True):
-        out.artefacts["onnx"] = run_dir / "model.onnx"
+        out.artefacts["onnx"] = run_dir / rf.ONNX_FILE
         out.metrics["onnx_max_abs_diff"] = export(model, out.artefacts["onnx"])
 
     for label, manifest in test_sets.items():
-        report = _test_eval(family, model, manifest, run_dir / "eval" / label,
+        report = _test_eval(family, model, manifest, run_dir / rf.EVAL_DIR / label,
                             f"{model_cfg.name}:finetuned", loop_cfg.eval_batch_size)  # fmt: skip
         out.metrics[f"test/{label}"] = {k: report[k] for k in HEADLINE}
         out.metrics[f"test/{label}_baseline"] = baselines[label]
-        out.artefacts[f"eval/{label}"] = run_dir / "eval" / label
+        out.artefacts[f"eval/{label}"] = run_dir / rf.EVAL_DIR / label
         logger.log_eval(label, report, worst_predictions(report))
-    adapter = out.artefacts["model"] / "adapter"
+    adapter = out.artefacts["model"] / rf.ADAPTER_DIR
     logger.log_artifact(adapter if adapter.is_dir() else out.artefacts["model"], "model")
     logger.finish()
 
@@ -531,7 +531,7 @@ def _train(
     from vin_ocr.hub.card import write_model_card
 
     out.artefacts["card"] = write_model_card(run_dir, info, cfg)
-    out.artefacts["run"] = atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=1))
+    out.artefacts["run"] = rf.write_info(run_dir, info)
     if cfg.get("hub") and (cfg.hub.push or cfg.hub.dry_run):  # after the run is complete
         from vin_ocr.hub.push import push_run
 

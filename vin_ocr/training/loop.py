@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from vin_ocr.data.sample import atomic_write_text
+from vin_ocr.run_folder import CHECKPOINTS_DIR
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = CHECKPOINTS_DIR
 STATE_FILE = "trainer_state.json"
 BEST_FILE = "best_model.safetensors"
 KILL_ENV = "VIN_OCR_KILL_AFTER_STEP"  # tests: SIGKILL this process after that step

@@ -50,7 +50,15 @@ from vin_ocr.config import register_configs
 from vin_ocr.data.sample import Sample, atomic_write_text, read_manifest
 from vin_ocr.errors import UserError, check_writable, exit_on_user_error
 from vin_ocr.hub.push import HubConf, HubError, check_push, push_run, replace_dir
-from vin_ocr.models.engine import MODEL_DIR, RUN_FILE
+from vin_ocr.run_folder import (
+    MODEL_DIR,
+    RUN_FILE,
+    RunFolderError,
+    base_model_cfg,
+    build_base,
+    find_run,
+    full_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +78,6 @@ COMBINATIONS = (
 )
 #: Default relative tolerance (max |merged - adapter| / max |adapter| over the logits) per dtype.
 TOLERANCE = {torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 3e-2}
-ADAPTER_DIR = "adapter"
 COMBINED = "combined"
 
 
@@ -286,57 +293,7 @@ def merge_run_model(
     return merged, {**record, "verification": check.to_dict()}
 
 
-# -- the base and the adapters of a run ------------------------------------------------------------
-def base_model_cfg(info: dict[str, Any], base: str | None = None) -> DictConfig:
-    """The ``model`` config that rebuilds a run's base for merging: never quantised, no fresh
-    LoRA of the family's own (PP-OCR ``finetune``), ``base`` as the checkpoint when given."""
-    model_cfg = OmegaConf.create(info["model"])
-    if "quantization" in model_cfg:
-        model_cfg.quantization = "none"  # 16-bit reload: never merge into 4-bit weights
-    if "finetune" in model_cfg:
-        model_cfg.finetune = "full"  # the adapter comes from disk
-    if base:
-        model_cfg.checkpoint = base
-        if "tiny" in model_cfg:
-            model_cfg.tiny = False
-    return model_cfg
-
-
-def build_base(
-    info: dict[str, Any], hardware: Any = None, base: str | None = None
-) -> tuple[Any, torch.nn.Module, Any]:
-    """(family, base model, processor) of a run's ``run.json`` ``info``. A tiny (random) base is
-    rebuilt from the run's seed, as training built it."""
-    from accelerate.utils import set_seed
-
-    from vin_ocr.models.registry import get_family
-
-    model_cfg = base_model_cfg(info, base)
-    if model_cfg.get("tiny"):
-        if "seed" not in info:
-            raise MergeError("the run's base is a tiny random model and run.json has no seed")
-        set_seed(int(info["seed"]))
-    family = get_family(info["family"], model_cfg)
-    model, processor = family.build(model_cfg, hardware)
-    return family, model, processor
-
-
-def find_run(path: str | Path) -> tuple[Path, Path, dict[str, Any]]:
-    """(run folder, adapter folder, run.json) for a run folder, its ``model/`` or its
-    ``model/adapter/``."""
-    path = Path(path)
-    for run in (path, path.parent, path.parent.parent):
-        adapter = run / MODEL_DIR / ADAPTER_DIR
-        if (run / RUN_FILE).is_file() and (path == run or adapter in (path, path / ADAPTER_DIR)):
-            if not (adapter / "adapter_model.safetensors").is_file():
-                raise MergeError(
-                    f"{run}: the run has no LoRA adapter ({adapter}/adapter_model.safetensors); "
-                    "only LoRA/QLoRA runs (training=lora|qlora) can be merged"
-                )
-            return run, adapter, json.loads((run / RUN_FILE).read_text())
-    raise MergeError(f"{path}: not a training run folder (no {RUN_FILE} in it or above it)")
-
-
+# -- the adapters of runs (the run folder itself: vin_ocr.run_folder) -----------------------------
 def _base_name(info: dict[str, Any]) -> str:
     tiny = " (tiny random)" if info["model"].get("tiny") else ""
     return f"{info['family']} {info['model'].get('checkpoint')}{tiny}"
@@ -371,15 +328,6 @@ def _no_trained_modules(runs: Sequence[tuple[Path, Path, dict[str, Any]]]) -> No
             )
 
 
-def _full_run(path: str | Path) -> Path | None:
-    """The run folder when ``path`` is a finished full (non-LoRA) fine-tune, else None."""
-    run = Path(path)
-    model_dir = run / MODEL_DIR
-    if not (run / RUN_FILE).is_file() or (model_dir / ADAPTER_DIR).exists():
-        return None
-    return run if any(model_dir.glob("model*.safetensors")) else None
-
-
 def _check_conf(conf: MergeConf) -> list[str]:
     sources = [conf.run] if conf.run else list(conf.adapters)
     if bool(conf.run) == bool(conf.adapters):
@@ -407,10 +355,13 @@ def merge(cfg: DictConfig) -> MergeResult:
     conf: MergeConf = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     sources = _check_conf(conf)
     check_push(conf.hub)  # no repo id / no token: say so now, not after the merge
-    full = _full_run(conf.run) if conf.run else None
+    full = full_run(conf.run) if conf.run else None
     if full is not None:
         return _publish_full_run(full, conf)
-    runs = [find_run(s) for s in sources]
+    try:
+        runs = [find_run(s) for s in sources]
+    except RunFolderError as err:
+        raise MergeError(str(err)) from None
     _same_base(runs)
     if len(runs) > 1:
         _no_trained_modules(runs)
