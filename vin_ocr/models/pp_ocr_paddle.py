@@ -446,13 +446,16 @@ def sample_crops(n: int | None = None, manifest: str | Path | None = None) -> li
 def cache_root() -> Path:
     """Where the converted pretrained models live: ``$VIN_OCR_CACHE`` or
     ``$XDG_CACHE_HOME/vin_ocr`` (``~/.cache/vin_ocr``), under ``paddle/rapidocr-<version>``."""
-    import rapidocr
+    from importlib.metadata import PackageNotFoundError, version
 
     base = os.environ.get("VIN_OCR_CACHE") or Path(
         os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "vin_ocr"
     )
-    version = getattr(rapidocr, "__version__", None) or "unknown"
-    return Path(base) / "paddle" / f"rapidocr-{version}"
+    try:
+        wheel = version("rapidocr")
+    except PackageNotFoundError:  # pragma: no cover - rapidocr is a dependency
+        wheel = "unknown"
+    return Path(base) / "paddle" / f"rapidocr-{wheel}"
 
 
 def pretrained_dir(kind: str, root: str | Path | None = None) -> Path:
