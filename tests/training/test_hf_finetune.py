@@ -211,6 +211,7 @@ import hashlib, os, sys
 from pathlib import Path
 from hydra import compose, initialize_config_dir
 import vin_ocr
+from vin_ocr.config import register_configs
 from vin_ocr.training import hf_finetune
 
 out, real_fit = Path(sys.argv[1]), hf_finetune.fit
@@ -229,6 +230,7 @@ def fit(family, model, *args, **kwargs):
     return result
 
 hf_finetune.fit = fit
+register_configs()
 with initialize_config_dir(str(vin_ocr.CONFIG_DIR), version_base="1.3"):
     hf_finetune.train(compose("train", overrides=sys.argv[2:]))
 """
