@@ -1,16 +1,8 @@
 """Will this model train here? Memory estimate from parameter counts, dtypes and the batch.
 
-The memory model (see docs/hardware.md for its measured error):
-
-- weights: every parameter in the run dtype (LoRA), 4-bit NF4 for the nn.Linear weights plus the
-  run dtype for the rest (QLoRA), or fp32 master weights (full fine-tuning, also under bf16/fp16
-  mixed precision);
-- trainable parameters (full: all; LoRA/QLoRA: the adapters, in fp32): their fp32 gradients and
-  the optimiser state (AdamW: two fp32 moments = 8 bytes per trainable parameter);
-- activations autograd keeps for backward, per layer and token of each tower that gradients flow
-  through, plus the logits over the vocabulary; with gradient checkpointing, only each layer's
-  input plus one layer's activations;
-- a fixed runtime overhead (CUDA context, or the imported libraries on CPU).
+The memory model and its constants are in :mod:`vin_ocr.hardware.memory`; here it is computed
+for a :class:`~vin_ocr.models.spec.ModelSpec` (the family's, via the registry), with the ways out
+of a run that does not fit, the preflight and ``model=auto``.
 """
 
 from __future__ import annotations
