@@ -64,16 +64,16 @@ class PaddleOCREngine(TextsFromReadings):
         det_model: str = "PP-OCRv6_small_det",
         device: str = "cpu",
     ) -> None:
+        from vin_ocr.models import pp_ocr_paddle as pp
+
         try:
             import paddleocr
         except ImportError as e:
             raise EngineUnavailable(
                 f"engine=paddleocr: the paddleocr package is not installed ({e}); "
-                "install it with `pip install 'vin-ocr[paddle]'`"
+                f"install it with `pip install 'vin-ocr[paddle]'` and `{pp.PADDLEOCR_INSTALL}`"
             ) from e
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
-        from vin_ocr.models import pp_ocr_paddle as pp
-
         if path is None and rec_model == pp.REC_MODEL_NAME:
             path = str(pp.pretrained_dir("rec"))
         if det_path is None and det_model == pp.DET_MODEL_NAME:

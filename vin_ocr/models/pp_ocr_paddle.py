@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 REC_MODEL_NAME = "PP-OCRv6_small_rec"
 DET_MODEL_NAME = "PP-OCRv6_small_det"
+#: paddleocr and paddlex go in without their pins (numpy<2.4, ...), after the ``paddle`` extra.
+PADDLEOCR_INSTALL = "pip install --no-deps paddleocr==3.7.0 paddlex==3.7.2"
 #: What ``export.json`` in an exported folder is called (the verification figures).
 REPORT_FILE = "export.json"
 
@@ -61,7 +63,7 @@ def _require_paddle() -> None:
     except ImportError as exc:
         raise PaddleExportError(
             f"the Paddle export needs paddlepaddle and paddleocr ({exc}); "
-            "install them with `pip install 'vin-ocr[paddle]'`"
+            f"install them with `pip install 'vin-ocr[paddle]'` and `{PADDLEOCR_INSTALL}`"
         ) from exc
 
 
