@@ -23,13 +23,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """The toy family registered (one registry call); its model config in a config folder of
-    its own (``model=toy`` once on Hydra's search path, see :func:`_compose`)."""
-    import vin_ocr.hardware  # noqa: F401  registers the hardware schema
+    its own (``model=toy`` once on Hydra's search path, see :func:`_compose`), checked against
+    the schema of the keys it declares, as every model file is (:mod:`vin_ocr.config`)."""
+    from hydra.core.config_store import ConfigStore
+
+    from vin_ocr.config import model_schema, register_configs
     from vin_ocr.models import registry
 
     configs = tmp_path_factory.mktemp("toy_configs")
     (configs / "model").mkdir()
     (configs / "model" / "toy.yaml").write_text(TOY_YAML)
+    register_configs()
+    store = ConfigStore.instance()
+    store.store(group="model_schema", name="toy", node=model_schema(configs / "model" / "toy.yaml"))
     here = str(Path(__file__).parent)
     sys.path.insert(0, here)
     registry.register("toy", "toy_family:ToyFamily")
@@ -37,6 +43,7 @@ def toy(tmp_path_factory):
         yield configs
     finally:
         registry.unregister("toy")
+        store.repo["model_schema"].pop("toy.yaml", None)
         sys.path.remove(here)
 
 
