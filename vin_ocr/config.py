@@ -14,13 +14,15 @@ The config folders mirror the code::
 
 A ``model/NAME.yaml`` is checked against the schema ``model_schema/NAME``: :class:`ModelConf`
 (``name`` and ``family``, which every model config has) plus the keys that file declares
-(``train.yaml`` and ``preflight.yaml`` put it first: ``model_schema@model: ${model}``). An
-experiment or ``debug=smoke`` that sets a key the model's file does not declare fails, naming it.
+(``train.yaml`` puts it first: ``model_schema@model: ${model}``). An experiment, ``debug=smoke``
+or an override that sets a key the model's file does not declare fails, naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,10 +61,19 @@ def model_schema(path: Path) -> type:
     return dataclasses.make_dataclass(f"{path.stem}_ModelConf", fields, bases=(ModelConf,))
 
 
+def _entry_class(module: str, name: str) -> Any:
+    """``module.name``, taken from ``__main__`` when ``module`` is the command running
+    (``python -m module``, ``vin-ocr COMMAND``): importing it again would make a second copy of
+    the module, its classes different from the ones the running command merges its config with."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == module:
+        return getattr(main, name)
+    return getattr(importlib.import_module(module), name)
+
+
 def _schemas() -> list[tuple[str | None, str, Any]]:
     """(group, name, dataclass) of every schema; imported here, not at module import."""
     from vin_ocr.app.core import AppConf
-    from vin_ocr.app.export_space import SpaceConf
     from vin_ocr.data.prepare_config import (
         FolderSource,
         HFSource,
@@ -72,7 +83,6 @@ def _schemas() -> list[tuple[str | None, str, Any]]:
         YoloSource,
     )
     from vin_ocr.data.synth.config import SynthRun
-    from vin_ocr.evaluation.compare import CompareConf
     from vin_ocr.evaluation.schema import (
         CheckpointConf,
         DataConf,
@@ -83,11 +93,15 @@ def _schemas() -> list[tuple[str | None, str, Any]]:
     )
     from vin_ocr.hardware.resolve import HardwareConfig
     from vin_ocr.hub.push import HubConf
-    from vin_ocr.models.pp_ocr_paddle import PaddleExportConf
     from vin_ocr.training.data import TrainDataConf
-    from vin_ocr.training.hf_finetune import TrainingConf
     from vin_ocr.training.loggers import WandbConf
-    from vin_ocr.training.merge import MergeConf
+
+    # schemas defined in a command's own module (see _entry_class)
+    TrainingConf = _entry_class("vin_ocr.training.hf_finetune", "TrainingConf")
+    MergeConf = _entry_class("vin_ocr.training.merge", "MergeConf")
+    CompareConf = _entry_class("vin_ocr.evaluation.compare", "CompareConf")
+    SpaceConf = _entry_class("vin_ocr.app.export_space", "SpaceConf")
+    PaddleExportConf = _entry_class("vin_ocr.models.pp_ocr_paddle", "PaddleExportConf")
 
     models = sorted((vin_ocr.CONFIG_DIR / "model").glob("*.yaml"))
     return [
