@@ -8,9 +8,10 @@ prediction takes the same path.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from vin_ocr.models.base import ModelFamily
+from vin_ocr.models.base import ModelFamily, Reads
+from vin_ocr.models.registry import supports
 from vin_ocr.reading import Reading, TextsFromReadings
 
 
@@ -30,9 +31,8 @@ class FamilyEngine(TextsFromReadings):
 
         self.model.eval()
         with torch.no_grad():
-            read = getattr(self.family, "read", None)
-            if read is not None:
-                return list(read(self.model, images, crops))
+            if supports(self.family, Reads):
+                return list(cast(Reads, self.family).read(self.model, images, crops))
             return [Reading(t) for t in self.family.predict(self.model, images)]
 
 

@@ -81,12 +81,16 @@ def facts(name: str) -> FamilyFacts:
 
 def supports(family: Any, capability: type) -> bool:
     """Whether ``family`` (an instance or a registered name) has ``capability``, one of the
-    protocols of :mod:`vin_ocr.models.base`; decided once, at registration."""
-    name = family if isinstance(family, str) else family.name
-    entry = registered(name)
-    if not isinstance(family, str) and not isinstance(family, entry.cls):
-        return isinstance(family, capability)  # an object the registry did not build
-    return capability in entry.capabilities
+    protocols of :mod:`vin_ocr.models.base`; decided once, at registration (an object the
+    registry did not build, e.g. a test double, is checked against the protocol directly)."""
+    if isinstance(family, str):
+        return capability in registered(family).capabilities
+    name = getattr(family, "name", None)
+    if name in FAMILIES:
+        entry = registered(name)
+        if isinstance(family, entry.cls):
+            return capability in entry.capabilities
+    return isinstance(family, capability)
 
 
 def get_family(name: str, cfg: Any = None) -> ModelFamily:
