@@ -15,17 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-import vin_ocr
+from vin_ocr.config import compose
 from vin_ocr.errors import UserError, check_writable, exit_on_user_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _cfg(config: str, overrides: list[str], sub: str = ""):
-    with initialize_config_dir(str(vin_ocr.CONFIG_DIR / sub), version_base="1.3"):
-        return compose(config, overrides=overrides)
+def _cfg(config: str, overrides: list[str]):
+    return compose(config, overrides)
 
 
 def _expensive(*_: object, **__: object) -> None:
@@ -107,9 +105,9 @@ def _eval(tmp: Path, out: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _train(tmp: Path, out: Path, monkeypatch: pytest.MonkeyPatch):
-    from vin_ocr.training import hf_finetune
+    from vin_ocr.training import hf_finetune, start
 
-    monkeypatch.setattr(hf_finetune, "build_datasets", _expensive)
+    monkeypatch.setattr(start, "build_datasets", _expensive)
     over = ["model.tiny=true", "hardware.device=cpu", "debug=smoke", "data.test=[]"]
     return hf_finetune.main, _cfg("train", [*over, f"run_dir={out}"])
 
@@ -126,7 +124,7 @@ def _space(tmp: Path, out: Path, monkeypatch: pytest.MonkeyPatch):
     from vin_ocr.app import export_space, space
 
     monkeypatch.setattr(space, "_write_space", _expensive)
-    return export_space.main, _cfg("space", [f"out={out}"], sub="app")
+    return export_space.main, _cfg("space", [f"out={out}"])
 
 
 COMMANDS = {"prepare": _prepare, "eval": _eval, "train": _train, "merge": _merge,

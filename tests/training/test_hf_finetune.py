@@ -212,9 +212,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 import vin_ocr
 from vin_ocr.config import register_configs
-from vin_ocr.training import hf_finetune
+from vin_ocr.training import hf_finetune, train
 
-out, real_fit = Path(sys.argv[1]), hf_finetune.fit
+out, real_fit = Path(sys.argv[1]), train.fit
 
 def checksum(model):
     digest = hashlib.sha256()
@@ -229,7 +229,7 @@ def fit(family, model, *args, **kwargs):
     (out / f"after_{rank}").write_text(checksum(model))
     return result
 
-hf_finetune.fit = fit
+train.fit = fit  # the module whose fit_model stage calls it
 register_configs()
 with initialize_config_dir(str(vin_ocr.CONFIG_DIR), version_base="1.3"):
     hf_finetune.train(compose("train", overrides=sys.argv[2:]))

@@ -17,7 +17,6 @@ from vin_ocr.models.lora import apply_lora, lora_module_names, merge_lora
 from vin_ocr.training.merge import (
     MergeError,
     MergeVerificationError,
-    _outputs,
     base_model_cfg,
     build_base,
     compare_outputs,
@@ -26,6 +25,7 @@ from vin_ocr.training.merge import (
     verification_samples,
     verify_merge,
 )
+from vin_ocr.training.merging import _outputs
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
