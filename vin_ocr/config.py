@@ -95,10 +95,10 @@ def _schemas() -> list[tuple[str | None, str, Any]]:
     from vin_ocr.hub.push import HubConf
     from vin_ocr.training.data import TrainDataConf
     from vin_ocr.training.loggers import WandbConf
+    from vin_ocr.training.merging import MergeConf
+    from vin_ocr.training.start import TrainingConf
 
     # schemas defined in a command's own module (see _entry_class)
-    TrainingConf = _entry_class("vin_ocr.training.hf_finetune", "TrainingConf")
-    MergeConf = _entry_class("vin_ocr.training.merge", "MergeConf")
     CompareConf = _entry_class("vin_ocr.evaluation.compare", "CompareConf")
     SpaceConf = _entry_class("vin_ocr.app.export_space", "SpaceConf")
     PaddleExportConf = _entry_class("vin_ocr.models.pp_ocr_paddle", "PaddleExportConf")
