@@ -79,11 +79,15 @@ def test_a_run_that_never_beats_the_baseline_says_so(tmp_path):
 
 
 def test_evaluation_data_config_is_refused_for_training():
+    from hydra.errors import MissingConfigException
+    from omegaconf import OmegaConf
+
     from vin_ocr.training.data import build_datasets
 
-    cfg = _cfg([*TINY, "data=manifest", "data.path=x.jsonl"])
+    with pytest.raises(MissingConfigException, match="data/manifest"):  # eval's: configs/eval/
+        _cfg([*TINY, "data=manifest", "data.path=x.jsonl"])
     with pytest.raises(ValueError, match="training takes data=synth or data=user"):
-        build_datasets(cfg.data)
+        build_datasets(OmegaConf.create({"path": "x.jsonl"}))
 
 
 def test_mistyped_training_data_key_fails_at_compose():
