@@ -66,7 +66,7 @@ KILL_ENV = "VIN_OCR_KILL_AFTER_STEP"  # tests: SIGKILL this process after that s
 @dataclass
 class LoopConfig:
     """The loop's knobs; ``configs/training/*.yaml`` sets them (the training schema,
-    :class:`vin_ocr.training.hf_finetune.TrainingConf`, refuses unknown keys at start-up)."""
+    :class:`vin_ocr.training.start.TrainingConf`, refuses unknown keys at start-up)."""
 
     max_steps: int = 300
     batch_size: int = 16
