@@ -101,7 +101,7 @@ def _schemas() -> list[tuple[str | None, str, Any]]:
     # schemas defined in a command's own module (see _entry_class)
     CompareConf = _entry_class("vin_ocr.evaluation.compare", "CompareConf")
     SpaceConf = _entry_class("vin_ocr.app.export_space", "SpaceConf")
-    PaddleExportConf = _entry_class("vin_ocr.models.pp_ocr_paddle", "PaddleExportConf")
+    PaddleExportConf = _entry_class("vin_ocr.training.export_paddle", "PaddleExportConf")
 
     models = sorted((vin_ocr.CONFIG_DIR / "model").glob("*.yaml"))
     return [

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vin_ocr.models import pp_ocr_paddle as pp
 from vin_ocr.models.pp_ocr import TINY_CHARSET, tiny_rec_model, vin_class_index
+from vin_ocr.training import export_paddle
 
 paddleocr = pytest.importorskip("paddleocr", reason="the paddle extra (paddleocr) is missing")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -130,21 +131,21 @@ def test_paddleocr_engine_offline_reads_crops_and_a_scene(pretrained):
 
 
 def test_export_run_errors_name_the_problem(tmp_path):
-    cfg = OmegaConf.structured(pp.PaddleExportConf)
+    cfg = OmegaConf.structured(export_paddle.PaddleExportConf)
     with pytest.raises(pp.PaddleExportError, match="run=RUN is required"):
-        pp.export_run(cfg)
+        export_paddle.export_run(cfg)
     cfg.run = str(tmp_path / "missing")
     with pytest.raises(pp.PaddleExportError, match="not a finished training run folder"):
-        pp.export_run(cfg)
+        export_paddle.export_run(cfg)
     (tmp_path / "run" / "paddle" / "rec").mkdir(parents=True)
     cfg.run = str(tmp_path / "run")
     with pytest.raises(pp.PaddleExportError, match="exists"):
-        pp.export_run(cfg)
+        export_paddle.export_run(cfg)
 
 
 def test_command_line_error_is_one_line():
     proc = subprocess.run(
-        [sys.executable, "-m", "vin_ocr.models.pp_ocr_paddle"], capture_output=True, text=True
+        [sys.executable, "-m", "vin_ocr.training.export_paddle"], capture_output=True, text=True
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (

@@ -48,7 +48,7 @@ class PaddleOCREngine(TextsFromReadings):
     Line crops go through ``TextRecognition``; scenes through the ``PaddleOCR`` pipeline
     (document orientation, unwarping and text-line orientation off), then ``pick_vin``.
     ``path`` / ``det_path`` are local model folders (e.g. ``RUN/paddle/rec``, written by
-    ``python -m vin_ocr.models.pp_ocr_paddle run=RUN``). Without them, PP-OCRv6-small (the
+    ``python -m vin_ocr.training.export_paddle run=RUN``). Without them, PP-OCRv6-small (the
     default) is converted from the rapidocr wheel into the cache on first use (offline,
     :func:`vin_ocr.models.pp_ocr_paddle.pretrained_dir`); other models are downloaded by
     PaddleOCR, which fails offline: that failure is reported as :class:`EngineUnavailable`.
