@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from vin_ocr.data.sample import atomic_write_text
 from vin_ocr.errors import UserError
 from vin_ocr.models.engine import FamilyEngine
+from vin_ocr.models.registry import facts
 
 RUN_FILE = "run.json"
 MODEL_DIR = "model"
@@ -108,7 +109,7 @@ def base_model_cfg(info: dict[str, Any], base: str | None = None) -> DictConfig:
     model_cfg = OmegaConf.create(info["model"])
     if "quantization" in model_cfg:
         model_cfg.quantization = "none"  # 16-bit reload: never merge into 4-bit weights
-    if "finetune" in model_cfg:
+    if facts(model_cfg.family).lora_in_build:
         model_cfg.finetune = "full"  # the adapter comes from disk
     if base:
         model_cfg.checkpoint = base

@@ -192,8 +192,11 @@ def test_merge_refuses_4bit_weights_and_reloads_the_base_in_16_bit(base, samples
 
 
 def test_base_config_for_a_qlora_run():
-    cfg = base_model_cfg({"model": {**MODEL, "quantization": "4bit", "finetune": "lora"}})
-    assert cfg.quantization == "none" and cfg.finetune == "full" and cfg.tiny
+    cfg = base_model_cfg({"model": {**MODEL, "quantization": "4bit"}})
+    assert cfg.quantization == "none" and cfg.tiny
+    # a family that applies LoRA in build (FamilyFacts.lora_in_build) rebuilds without it
+    pp = base_model_cfg({"model": {"name": "pp_ocr", "family": "pp_ocr", "finetune": "lora"}})
+    assert pp.finetune == "full"
     other = base_model_cfg({"model": MODEL}, base="/models/lfm2")
     assert other.checkpoint == "/models/lfm2" and other.tiny is False
 

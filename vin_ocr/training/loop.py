@@ -150,12 +150,15 @@ def _read_texts(
     """What the engine would answer: line crops read as crops, photos (``crop: false``, or a
     ``box``) through the family's scene reading, un-flagged images decided per image
     (:mod:`vin_ocr.layout`) where the family reads scenes."""
-    read = getattr(family, "read", None)
-    if read is None:
+    from vin_ocr.models.base import Reads
+    from vin_ocr.models.registry import supports
+
+    if not supports(family, Reads):
         return list(family.predict(model, images))
     from vin_ocr.layout import sample_flag
 
-    return [r.text for r in read(model, images, [sample_flag(s) for s in samples])]
+    reads: Any = family  # a Reads family
+    return [r.text for r in reads.read(model, images, [sample_flag(s) for s in samples])]
 
 
 def evaluate_model(

@@ -25,6 +25,8 @@ import vin_ocr
 from vin_ocr.data.sample import Sample, read_manifest
 from vin_ocr.errors import UserError
 from vin_ocr.hub.push import HubConf
+from vin_ocr.models.base import Logits
+from vin_ocr.models.registry import supports
 from vin_ocr.run_folder import RunFolderError, build_base, find_run
 
 log = logging.getLogger(__name__)
@@ -119,18 +121,14 @@ def _outputs(family: Any, model: Any, samples: Sequence[Sample]) -> tuple[torch.
     model.eval()
     try:
         batch = family.collate(samples)
-        if hasattr(family, "vin_logits"):  # PP-OCR: CTC logits over blank + VIN characters
-            logits = family.vin_logits(model, batch["pixel_values"].to(_device(model)))
+        if supports(family, Logits):  # e.g. PP-OCR: CTC logits over blank + VIN characters
+            logits = family.logits(model, batch)
         else:
             logits = model(**to_model(batch, model)).logits
         predictions = list(family.predict(model, [s.load_image() for s in samples]))
     finally:
         model.train(was_training)
     return logits.float().cpu(), predictions
-
-
-def _device(model: Any) -> torch.device:
-    return next(model.parameters()).device
 
 
 def compare_outputs(

@@ -27,7 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 import vin_ocr
 from vin_ocr import run_folder as rf
 from vin_ocr.data.sample import atomic_write_text, read_manifest
+from vin_ocr.models.base import ExportsOnnx, Lora
 from vin_ocr.models.engine import FamilyEngine
+from vin_ocr.models.registry import facts, supports
 from vin_ocr.training.loggers import build_logger, worst_predictions
 from vin_ocr.training.loop import fit
 from vin_ocr.training.start import Start, StartError, start_run
@@ -103,7 +105,7 @@ def build_model(cfg: DictConfig, run: Start) -> Built:
     model, processor = _build_model(family, model_cfg, run.hardware)
     if _main(run):
         atomic_write_text(run.run_dir / rf.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    if lora is not None and "finetune" not in model_cfg:  # PP-OCR applies it in build
+    if lora is not None and not facts(model_cfg.family).lora_in_build:
         from vin_ocr.models.lora import apply_lora
 
         model = apply_lora(model, lora)
@@ -177,10 +179,10 @@ def save_outputs(cfg: DictConfig, built: Built, run: Start, out: RunResult) -> A
             built.family, model, built.model_cfg, run.hardware, cfg.seed, run.run_dir
         )
     out.artefacts["model"] = save_model(model, built.processor, run.run_dir / rf.MODEL_DIR, merged)
-    export = getattr(built.family, "export_onnx", None)
-    if export is not None and cfg.get("export_onnx", True):
+    if supports(built.family, ExportsOnnx) and cfg.get("export_onnx", True):
+        family: Any = built.family  # an ExportsOnnx family
         out.artefacts["onnx"] = run.run_dir / rf.ONNX_FILE
-        out.metrics["onnx_max_abs_diff"] = export(model, out.artefacts["onnx"])
+        out.metrics["onnx_max_abs_diff"] = family.export_onnx(model, out.artefacts["onnx"])
     return merge_info
 
 
@@ -260,7 +262,7 @@ def _method_into_model(model_cfg: DictConfig, method: str) -> DictConfig:
                 f"training=qlora: model {model_cfg.name} has no 4-bit path; use training=lora"
             )
         model_cfg.quantization = "4bit"
-    if "finetune" in model_cfg:
+    if facts(model_cfg.family).lora_in_build:
         model_cfg.finetune = "full" if method == "full" else "lora"
     return model_cfg
 
@@ -269,10 +271,10 @@ def _lora_settings(family: Any, model_cfg: DictConfig, training: DictConfig) -> 
     """The run's LoRA settings (``training.lora`` over ``model.lora``, see
     :func:`vin_ocr.models.lora.resolve_lora`), or None for full fine-tuning. Families that apply
     LoRA in ``build`` (PP-OCR's ``finetune`` key) receive them resolved as ``model.lora``."""
-    if training.method not in ("lora", "qlora") or not hasattr(family, "lora_settings"):
+    if training.method not in ("lora", "qlora") or not supports(family, Lora):
         return None
     settings = family.lora_settings(training.get("lora"), model_cfg.get("lora") or {})
-    if "finetune" in model_cfg:
+    if facts(model_cfg.family).lora_in_build:
         model_cfg.lora = asdict(settings)
     return settings
 
