@@ -40,6 +40,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check vin_ocr tests scripts stubs
 	$(BIN)/ruff format --check vin_ocr tests scripts stubs
+	$(BIN)/mypy vin_ocr
 
 format: $(STAMP)
 	$(BIN)/ruff format vin_ocr tests scripts stubs

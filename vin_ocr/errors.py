@@ -63,5 +63,5 @@ def exit_on_user_error(*errors: type[BaseException], prefix: str = "", out: str 
         where = err.filename or "the output folder"
         hint = f"; choose another {out}=" if out else ""
         raise SystemExit(f"error: {prefix}cannot write {where}: {err.strerror}{hint}") from None
-    except (UserError, *errors) as err:
+    except (UserError, *errors) as err:  # type: ignore[misc]
         raise SystemExit(f"error: {prefix}{err}") from None

@@ -343,6 +343,6 @@ def push(folder: Path, space_id: str, hardware: str, private: bool = False) -> s
     api = HfApi()
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     if hardware != "cpu-basic":
-        api.request_space_hardware(space_id, hardware)
+        api.request_space_hardware(space_id, hardware)  # type: ignore[arg-type]
     api.upload_folder(folder_path=str(folder), repo_id=space_id, repo_type="space")
     return f"https://huggingface.co/spaces/{space_id}"

@@ -219,26 +219,26 @@ def _viterbi(
     back_l = np.zeros((steps, VIN_LENGTH + 1, k, 11), dtype=np.int8)  # previous last symbol
     back_emit = np.zeros((steps, VIN_LENGTH + 1, k, 11), dtype=bool)  # frame emitted a char
     for t in range(steps):
-        first = score.argmax(1)  # (n, s): best previous symbol, and second best
-        best1 = np.take_along_axis(score, first[:, None], 1)[:, 0]
+        top1 = score.argmax(1)  # (n, s): best previous symbol, and top2 best
+        best1 = np.take_along_axis(score, top1[:, None], 1)[:, 0]
         rest = score.copy()
-        np.put_along_axis(rest, first[:, None], -np.inf, 1)
-        second = rest.argmax(1)
-        best2 = np.take_along_axis(rest, second[:, None], 1)[:, 0]
+        np.put_along_axis(rest, top1[:, None], -np.inf, 1)
+        top2 = rest.argmax(1)
+        best2 = np.take_along_axis(rest, top2[:, None], 1)[:, 0]
 
         new = np.empty_like(score)
         new[:, 0] = best1 + logp[t, 0]  # a blank frame after any symbol
-        back_l[t, :, 0] = first
+        back_l[t, :, 0] = top1
         new[:, 1:] = score[:, 1:] + logp[t, 1:, None]  # the same character repeated
         back_l[t, :, 1:] = np.arange(1, k)[None, :, None]
         # A new character: from the best previous symbol other than itself, sum shifted.
-        f, b1 = first[rows, src], best1[rows, src]  # (17, K-1, 11)
+        f, b1 = top1[rows, src], best1[rows, src]  # (17, K-1, 11)
         same = f == char_ids
         emit = np.where(same, best2[rows, src], b1) + logp[t, 1:, None] + mask[:, :, None]
         take = emit > new[1:, 1:]
         new[1:, 1:] = np.where(take, emit, new[1:, 1:])
         back_emit[t, 1:, 1:] = take
-        back_l[t, 1:, 1:] = np.where(take, np.where(same, second[rows, src], f), back_l[t, 1:, 1:])
+        back_l[t, 1:, 1:] = np.where(take, np.where(same, top2[rows, src], f), back_l[t, 1:, 1:])
         score = new
 
     last = int(score[VIN_LENGTH, :, 0].argmax())

@@ -64,15 +64,16 @@ log = logging.getLogger(__name__)
 # Export + verification through the official package.
 
 
-def _plain(model: nn.Module, class_index: torch.Tensor | None) -> nn.Module:
+def _plain(model: nn.Module, class_index: torch.Tensor | None) -> Any:
     """A float32 CPU copy without PEFT wrappers, its classifier cut to ``class_index``."""
     from accelerate.utils import extract_model_from_parallel
 
     model = extract_model_from_parallel(model, keep_torch_compile=False)
     get = getattr(model, "get_base_model", None)
-    base = get() if callable(get) else model
+    base: Any = get() if callable(get) else model
     # PEFT: fold the adapters into a copy
-    base = copy.deepcopy(model).merge_and_unload() if base is not model else copy.deepcopy(base)
+    peft: Any = model
+    base = copy.deepcopy(peft).merge_and_unload() if base is not model else copy.deepcopy(base)
     base = base.float().cpu().eval()
     head = base.head.head
     if class_index is not None and len(class_index) != head.out_features:

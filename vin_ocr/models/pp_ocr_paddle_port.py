@@ -58,7 +58,7 @@ def _paddle_class(model_type: str) -> tuple[Any, Any]:
     return getattr(model_module, cls), getattr(config_module, cls + "Config")
 
 
-def to_paddle(model: nn.Module) -> Any:
+def to_paddle(model: Any) -> Any:
     """PaddleX's Paddle port of a transformers PP-OCRv6-small rec/det ``model`` (eval mode) with
     ``model``'s weights. Strict: a Paddle parameter without a torch value, a torch tensor left
     unused, or a shape mismatch raises :class:`PaddleExportError` naming the keys."""
@@ -120,7 +120,8 @@ def _nearest_as_repeat(x: Any, scale_factor: Any = None, mode: str = "nearest", 
     import paddle.nn.functional as F
 
     if mode != "nearest" or kw or int(scale_factor) != scale_factor:
-        return F.interpolate(x, scale_factor=scale_factor, mode=mode, **kw)
+        interpolate: Any = F.interpolate
+        return interpolate(x, scale_factor=scale_factor, mode=mode, **kw)
     k = int(scale_factor)
     return x.repeat_interleave(k, axis=2).repeat_interleave(k, axis=3)
 
@@ -131,7 +132,7 @@ def _jit_save(target: Any, folder: Path, height: int | None) -> None:
     import paddle
     import paddle.nn.functional as F
 
-    module = sys.modules[type(target).__module__]
+    module: Any = sys.modules[type(target).__module__]
     spec = paddle.static.InputSpec([None, 3, height, None], "float32", "x")
     module.F = types.SimpleNamespace(**{**vars(F), "interpolate": _nearest_as_repeat})
     try:

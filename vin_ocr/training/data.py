@@ -104,7 +104,7 @@ class SynthSamples(Sequence[Sample]):
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return [self.ds.sample(j) for j in range(*i.indices(len(self)))]
         return self.ds.sample(i)
@@ -119,7 +119,7 @@ class Concat(Sequence[Sample]):
     def __len__(self) -> int:
         return sum(len(p) for p in self.parts)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:

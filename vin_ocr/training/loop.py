@@ -225,7 +225,7 @@ def fit(
     run_dir = Path(run_dir)
     main = accelerator.is_main_process
     if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable()  # type: ignore[operator]
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameter: check the LoRA/freeze settings")
@@ -280,7 +280,7 @@ def fit(
         do_eval(0)  # the baseline before any training
 
     collate = family.collate
-    loader = DataLoader(
+    loader: Any = DataLoader(
         train_data,  # type: ignore[arg-type]
         batch_size=cfg.batch_size,
         sampler=EpochSampler(len(train_data), cfg.seed),

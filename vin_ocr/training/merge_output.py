@@ -80,7 +80,7 @@ def write_output(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp_{out.name}_", dir=out.parent))
     try:
-        merged.save_pretrained(tmp / MODEL_DIR)
+        merged.save_pretrained(tmp / MODEL_DIR)  # type: ignore[operator]
         if processor is not None and hasattr(processor, "save_pretrained"):
             processor.save_pretrained(tmp / MODEL_DIR)
         new = dict(info)
@@ -130,7 +130,7 @@ def _requantize(
     model_cfg.quantization = "4bit"
     family = get_family(info["family"], model_cfg)
     model, processor = family.build(model_cfg, hardware)
-    model.save_pretrained(folder / "model_4bit")
+    model.save_pretrained(folder / "model_4bit")  # type: ignore[operator]
     processor.save_pretrained(folder / "model_4bit")
     predictions = family.predict(model, [s.load_image() for s in samples])
     kept = sum(a == b for a, b in zip(predictions, check.predictions, strict=True))

@@ -172,6 +172,7 @@ def _run_dir(accelerator: Any, cfg: DictConfig) -> Path:
     """The main process's run folder, shared with every process."""
     from accelerate.utils import broadcast_object_list
 
+    mine: str | None
     if cfg.get("run_dir"):
         mine = str(Path(cfg.run_dir).resolve())
     else:
@@ -234,7 +235,8 @@ def start_run(cfg: DictConfig) -> Start:
     try:
         hardware = resolve(cfg.hardware, model_supports=attn_support(cfg.model))
         model_cfg, estimate = _resolve_model(cfg, hardware)
-        loop_cfg = LoopConfig.from_mapping(OmegaConf.to_container(cfg.training, resolve=True))
+        training: Any = OmegaConf.to_container(cfg.training, resolve=True)
+        loop_cfg = LoopConfig.from_mapping(training)
     except (OSError, ValueError) as err:
         raise StartError(str(err)) from None
     loop_cfg.seed = cfg.seed

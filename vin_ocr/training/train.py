@@ -58,7 +58,8 @@ def train(cfg: DictConfig) -> RunResult:
         set_seed(cfg.seed)
         built = build_model(cfg, run)
         logger = build_logger(cfg.get("logger"), run.run_dir, _main(run))  # main process only
-        logger.start(OmegaConf.to_container(cfg, resolve=True), run.hardware.to_dict())
+        config: Any = OmegaConf.to_container(cfg, resolve=True)
+        logger.start(config, run.hardware.to_dict())
         baselines = evaluate_baseline(built, run)
         out = fit_model(built, run, logger)
         if out.metrics["train"]["stopped_early"] or not _main(run):  # the rest: main process's
