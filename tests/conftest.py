@@ -73,3 +73,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _train_steps(family, model, batch, steps: int, lr: float) -> list[float]:
+    """``steps`` AdamW steps of ``family.loss`` on one batch (trainable parameters only)."""
+    import torch
+
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        loss = family.loss(model, batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture
+def train_steps():
+    """A few optimiser steps on one batch: ``train_steps(family, model, batch, steps, lr)``."""
+    return _train_steps

@@ -56,19 +56,6 @@ def samples(vins, *, alternate: bool = False) -> list[Sample]:
     ]
 
 
-def train(family, model, batch, steps: int, lr: float) -> list[float]:
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        loss = family.loss(model, batch)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    return losses
-
-
 def eval_logits(model, batch) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
@@ -109,12 +96,12 @@ def test_collate_labels_only_the_answer_and_end_token():
 
 
 @pytest.mark.slow
-def test_predict_reads_back_overfitted_vins():
+def test_predict_reads_back_overfitted_vins(train_steps):
     family, model, _ = build()
     train_samples = samples(VINS[:2], alternate=True)
     before = family.predict(model, [s.load_image() for s in train_samples])
     assert all(isinstance(p, str) for p in before) and len(before) == 2
-    train(family, model, family.collate(train_samples), steps=100, lr=1.5e-3)
+    train_steps(family, model, family.collate(train_samples), steps=100, lr=1.5e-3)
     assert family.predict(model, [s.load_image() for s in train_samples]) == VINS[:2]
 
 
@@ -135,7 +122,7 @@ def test_lora_adapts_attention_and_dense_mlps_of_the_language_model():
     assert trainable and all(".lora_" in n for n in trainable)
 
 
-def test_lora_target_parameters_reach_the_moe_experts(tmp_path):
+def test_lora_target_parameters_reach_the_moe_experts(tmp_path, train_steps):
     family, model, _ = build()
     family.settings.lora = {"target_parameters": EXPERT_PARAMETERS}
     with pytest.raises(ValueError, match="dropout: 0"):
@@ -149,7 +136,7 @@ def test_lora_target_parameters_reach_the_moe_experts(tmp_path):
     }
     assert expert_adapters  # 3-D gate_up_proj / down_proj got adapters
     batch = family.collate(samples(VINS[:2]))
-    train(family, peft_model, batch, steps=3, lr=1e-2)
+    train_steps(family, peft_model, batch, steps=3, lr=1e-2)
     after = dict(peft_model.named_parameters())
     assert all(not torch.equal(after[n], p) for n, p in expert_adapters.items())
     logits = eval_logits(peft_model, batch)

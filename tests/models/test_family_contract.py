@@ -46,19 +46,6 @@ def samples() -> list[Sample]:
     ]
 
 
-def train(family, model, batch, steps: int, lr: float) -> list[float]:
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        loss = family.loss(model, batch)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    return losses
-
-
 def outputs(family, model, batch) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
@@ -93,14 +80,14 @@ def test_capabilities_a_trainable_family_needs(name):
 
 
 @pytest.mark.parametrize("name", TINY)
-def test_full_training_lowers_the_loss(name):
+def test_full_training_lowers_the_loss(name, train_steps):
     family, model, _ = build(name)
-    losses = train(family, model, family.collate(samples()), steps=6, lr=1e-3)
+    losses = train_steps(family, model, family.collate(samples()), steps=6, lr=1e-3)
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0], losses
 
 
 @pytest.mark.parametrize("name", TINY)
-def test_lora_trains_adapters_merges_and_reloads(name, tmp_path):
+def test_lora_trains_adapters_merges_and_reloads(name, tmp_path, train_steps):
     family, model, processor = build(name)
     batch = family.collate(samples())
     peft_model = with_lora(name, family, model)
@@ -110,7 +97,7 @@ def test_lora_trains_adapters_merges_and_reloads(name, tmp_path):
     trained = {n: p.detach().clone() for n, p in params.items() if p.requires_grad}
     assert frozen and trained
 
-    losses = train(family, peft_model, batch, steps=4, lr=1e-2)
+    losses = train_steps(family, peft_model, batch, steps=4, lr=1e-2)
     assert losses[-1] < losses[0], losses
     for n, p in peft_model.named_parameters():
         if n in frozen:

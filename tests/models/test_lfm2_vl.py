@@ -57,20 +57,6 @@ def samples(vins, *, alternate: bool = False, sizes=None) -> list[Sample]:
     return out
 
 
-def train(family, model, batch, steps: int, lr: float) -> list[float]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=lr)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        loss = family.loss(model, batch)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(loss.item())
-    return losses
-
-
 def eval_logits(model, batch) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
@@ -134,12 +120,12 @@ def test_collate_labels_only_the_answer_and_end_token():
 
 
 @pytest.mark.slow
-def test_predict_reads_back_overfitted_vins():
+def test_predict_reads_back_overfitted_vins(train_steps):
     family, model, _ = build()
     train_samples = samples(VINS[:2], alternate=True)
     before = family.predict(model, [s.load_image() for s in train_samples])
     assert all(isinstance(p, str) for p in before) and len(before) == 2
-    train(family, model, family.collate(train_samples), steps=60, lr=3e-3)
+    train_steps(family, model, family.collate(train_samples), steps=60, lr=3e-3)
     assert family.predict(model, [s.load_image() for s in train_samples]) == VINS[:2]
 
 
