@@ -163,7 +163,7 @@ def reports_from_summary(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]
 
 
 def _wandb_api() -> Any:
-    from vin_ocr.training.loggers import import_wandb, wandb_api_key_available
+    from vin_ocr.evaluation.wandb_access import import_wandb, wandb_api_key_available
 
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "dryrun", "disabled"):

@@ -34,13 +34,3 @@ class FamilyEngine(TextsFromReadings):
             if supports(self.family, Reads):
                 return list(cast(Reads, self.family).read(self.model, images, crops))
             return [Reading(t) for t in self.family.predict(self.model, images)]
-
-
-def __getattr__(name: str) -> Any:
-    """``from vin_ocr.models.engine import load_run`` (older model cards and docs): the run
-    folder's names now live in :mod:`vin_ocr.run_folder`, imported here only when asked for."""
-    if name in ("load_run", "RUN_FILE", "MODEL_DIR"):
-        from vin_ocr import run_folder  # compat alias, not a dependency of this module
-
-        return getattr(run_folder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

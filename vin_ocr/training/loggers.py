@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import netrc
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vin_ocr.data.sample import jsonl_rows
+from vin_ocr.evaluation.wandb_access import import_wandb, wandb_api_key_available
 
 log = logging.getLogger(__name__)
 
@@ -162,31 +162,6 @@ def _scrubbed_argv() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- W&B
-def wandb_api_key_available() -> bool:
-    """Whether W&B would find credentials: ``WANDB_API_KEY``, an identity token file, or a
-    ``.netrc`` entry for the W&B host (``WANDB_BASE_URL``, default api.wandb.ai)."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    from urllib.parse import urlsplit
-
-    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").netloc
-    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
-    try:
-        return netrc.netrc(path).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def import_wandb() -> Any:
-    try:
-        import wandb
-    except ImportError:
-        raise ImportError(
-            "logger=wandb needs the wandb package: pip install 'vin-ocr[wandb]'"
-        ) from None
-    return wandb
-
-
 def worst_predictions(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The wrong predictions of an evaluation run (``report["files"]["predictions"]``), worst
     first (highest CER), each with ``image_path``: the image file resolved from the manifest."""
