@@ -261,9 +261,8 @@ def export_det(
 
 def sample_crops(n: int | None = None, manifest: str | Path | None = None) -> list[Any]:
     """Line crops for verification: the manifest's ``crop: true`` images (default: the bundled
-    samples), at most ``n``."""
-    from PIL import Image
-
+    samples), at most ``n``, loaded as every reader loads them (:meth:`Sample.load_image`:
+    upright, 8-bit RGB, errors name the file)."""
     import vin_ocr
     from vin_ocr.data.sample import read_manifest
 
@@ -271,7 +270,7 @@ def sample_crops(n: int | None = None, manifest: str | Path | None = None) -> li
     crops = [s for s in read_manifest(path) if s.crop]
     if not crops:
         raise PaddleExportError(f"{path}: no line crops (crop: true) to verify the export on")
-    return [Image.open(s.image).convert("RGB") for s in crops[:n]]
+    return [s.load_image() for s in crops[:n]]
 
 
 def cache_root() -> Path:
