@@ -26,16 +26,18 @@ def char_tokenizer(
     pad: str,
     unk: str = "<unk>",
     add_bos: bool = False,
+    **named: str,
 ) -> Any:
     """A character-level ``PreTrainedTokenizerFast``: one id per special token, then one per
     character of :data:`CHARACTERS`. Decoding joins characters (``decoders.Fuse``). With
     ``add_bos`` the tokenizer prepends ``bos`` when asked for special tokens (as Llama-style
-    tokenizers such as DeepSeek's do)."""
+    tokenizers such as DeepSeek's do). ``named``: model-specific named special tokens, e.g.
+    ``image_token="<image>"`` (the tokenizer then has ``image_token``/``image_token_id``)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab: dict[str, int] = {}
-    for token in (*specials, unk, *CHARACTERS):
+    for token in (*specials, *named.values(), unk, *CHARACTERS):
         vocab.setdefault(token, len(vocab))
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
     # Split into single characters ("(?s)." is rejected by Oniguruma; "[\s\S]" is not).
@@ -54,6 +56,7 @@ def char_tokenizer(
         pad_token=pad,
         unk_token=unk,
         additional_special_tokens=[t for t in specials if t not in (bos, eos, pad)],
+        **named,
     )
     return tokenizer
 

@@ -100,9 +100,18 @@ def training_batch(
     """Append each answer to its (left-padded) prompt, re-pad on the right, label the answers.
 
     ``prompts`` is a processor output with ``input_ids``/``attention_mask`` (left padding) and the
-    image tensors, which are passed through unchanged.
+    image tensors, which are passed through unchanged. Any other per-token tensor of the prompt
+    (same shape as ``input_ids``, e.g. ``mm_token_type_ids``) is moved with the ids; it is 0 on
+    the answer and the padding.
     """
     input_ids, attention = prompts["input_ids"], prompts["attention_mask"]
+    per_token = [
+        k
+        for k, v in prompts.items()
+        if k not in ("input_ids", "attention_mask")
+        and isinstance(v, torch.Tensor)
+        and v.shape == input_ids.shape
+    ]
     rows = []
     for i, answer in enumerate(answers):
         prompt = input_ids[i][attention[i].bool()]
@@ -118,6 +127,10 @@ def training_batch(
         labels[i, n : n + m] = tail
         mask[i, : n + m] = 1
     batch = {k: v for k, v in prompts.items() if k not in ("input_ids", "attention_mask")}
+    for key in per_token:
+        batch[key] = torch.zeros((len(rows), length), dtype=prompts[key].dtype)
+        for i, (prompt, _) in enumerate(rows):
+            batch[key][i, : len(prompt)] = prompts[key][i][attention[i].bool()]
     batch.update(input_ids=ids, attention_mask=mask, labels=labels)
     return batch
 
