@@ -378,7 +378,7 @@ def test_preflight_refuses_what_does_not_fit_unless_forced():
 @pytest.mark.parametrize(
     ("machine", "expected"),
     [
-        (probe("cuda", gpu=DeviceInfo(0, "H100", 80.0, 79.0, (9, 0), bf16=True)), "lfm2_5_vl"),
+        (probe("cuda", gpu=DeviceInfo(0, "H100", 80.0, 79.0, (9, 0), bf16=True)), "lfm3_vl"),
         (
             probe("cuda", gpu=DeviceInfo(0, "RTX 4090", 24.0, 23.5, (8, 9), bf16=True)),
             "lfm2_vl_450m",

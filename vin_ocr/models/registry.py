@@ -20,6 +20,7 @@ FAMILIES: dict[str, str] = {
     "lfm2_vl": "vin_ocr.models.lfm2_vl:Lfm2Vl",
     "deepseek_ocr2": "vin_ocr.models.deepseek_ocr:DeepseekOcr2",
     "deepseek_ocr_v1": "vin_ocr.models.deepseek_ocr_v1:DeepseekOcrV1",
+    "lfm3_vl": "vin_ocr.models.lfm3_vl:Lfm3Vl",
     "paddleocr_vl": "vin_ocr.models.paddleocr_vl:PaddleOcrVl",
 }
 
