@@ -26,6 +26,7 @@ stage 2 loads the saved folder unquantised and trains LoRA), in this process; th
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -46,7 +47,7 @@ INTRO = (
     "GPU in bf16: vin-ocr's loop against a plain `transformers.Trainer` (`scripts/bench_train.py`)"
     ", with sdpa and flash-attention 2 when installed; then QLoRA (4-bit NF4 base loaded from a "
     "saved folder, LoRA trained by the loop) and the verified merge into a bf16 reload of the "
-    "base. How to run it: docs/benchmarks.md and README (`scripts/bench_gpu.sh`)."
+    "base. How to run it: `scripts/bench_gpu.sh --help`."
 )
 
 
@@ -112,8 +113,8 @@ def train_options(o: GpuBench) -> Any:
 
 
 def stages(o: GpuBench) -> list[tuple[str, list[str]]]:
-    """(model, its stage keys) in order: ``MODEL:train:ATTN`` for each attention, then
-    ``MODEL:qlora`` for the VLMs."""
+    """(model, its stage keys), smallest model first on a GPU: ``MODEL:train:ATTN`` for each
+    attention, then ``MODEL:qlora`` for the VLMs."""
     models = o.models or trainable_models()
     known = set(trainable_models())
     unknown = [m for m in models if m not in known]
@@ -121,6 +122,10 @@ def stages(o: GpuBench) -> list[tuple[str, list[str]]]:
         raise SystemExit(
             f"bench_gpu: not a trainable model config: {unknown}; known: {sorted(known)}"
         )
+    if not o.dry_run:  # smallest first: what a small model leaves of its share goes to the big
+        from vin_ocr.hardware import load_model_cfg, model_spec
+
+        models = sorted(models, key=lambda m: model_spec(load_model_cfg(m)).params)
     plan = []
     for model in models:
         keys = [f"{model}:train:{attn}" for attn in bench_train.attentions(model)]
@@ -175,6 +180,9 @@ def qlora_stage(o: GpuBench, model: str) -> dict[str, Any]:
         net.save_pretrained(f"{tmp}/base")
         family.processor.save_pretrained(f"{tmp}/base")
         del family, net
+        gc.collect()
+        if hw.device == "cuda":
+            torch.cuda.empty_cache()
         cfg = load_model_cfg(model)
         cfg.checkpoint, cfg.quantization = f"{tmp}/base", quant
         if "tiny" in cfg:
