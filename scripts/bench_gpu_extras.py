@@ -26,6 +26,7 @@ stage 2 loads the saved folder unquantised and trains LoRA), in this process; th
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib.util
 import json
@@ -179,16 +180,21 @@ def qlora_stage(o: GpuBench, model: str) -> dict[str, Any]:
         family, net = bench_train.build(model, size, hw, train_cfg)  # method qlora: no LoRA yet
         net.save_pretrained(f"{tmp}/base")
         family.processor.save_pretrained(f"{tmp}/base")
+        cfg = load_model_cfg(model)
+        # the settings that build ran with (image sizes the tiny processor forces, no tiles)
+        used = getattr(family, "settings", None)
+        for key, value in (
+            dataclasses.asdict(used) if dataclasses.is_dataclass(used) else {}
+        ).items():
+            if key in cfg:
+                cfg[key] = value
         del family, net
         gc.collect()
         if hw.device == "cuda":
             torch.cuda.empty_cache()
-        cfg = load_model_cfg(model)
         cfg.checkpoint, cfg.quantization = f"{tmp}/base", quant
         if "tiny" in cfg:
             cfg.tiny = False
-        if "do_image_splitting" in cfg:
-            cfg.do_image_splitting = False  # as bench_train: line crops, no tiles
         cfg16 = cfg.copy()
         cfg16.quantization = "none"
         bench.reset_peak_memory(hw.device)
@@ -268,10 +274,11 @@ def run_all(o: GpuBench, argv: list[str]) -> list[dict[str, Any]]:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def qlora_table(results: list[dict[str, Any]]) -> str:
+def qlora_table(results: list[dict[str, Any]], o: GpuBench) -> str:
     rows = []
+    size = "tiny" if o.dry_run else "real"
     for r in results:
-        model, size, _ = r["case"].split(":")
+        model = r["case"].split(":")[0]  # MODEL:SIZE:qlora, or the stage key MODEL:qlora
         if "failed" in r or "skipped" in r:
             rows.append([model, size, f"failed: {r.get('failed', r.get('skipped'))}", *[""] * 5])
             continue
@@ -306,7 +313,7 @@ def entry(results: list[dict[str, Any]], o: GpuBench, wall: float) -> str:
     )
     text = head + "\n\n" + bench_train.entry(train, to)
     if qlora:
-        text += "\n\n  QLoRA and merge (method qlora, loop only):\n\n" + qlora_table(qlora)
+        text += "\n\n  QLoRA and merge (method qlora, loop only):\n\n" + qlora_table(qlora, o)
     return text
 
 
