@@ -173,7 +173,7 @@ SPECIALS = (
     "<|IMAGE_PLACEHOLDER|>",
     "<|IMAGE_START|>",
     "<|IMAGE_END|>",
-    "<|VIDEO_PLACEHOLDER|>",
+    "<|video_pad|>",
 )
 
 #: The checkpoint's chat template (``chat_template.jinja``): user turn ``User: `` + images + text
@@ -231,6 +231,7 @@ def tiny_config(vocab_size: int = 112, **config: Any) -> Any:
                 "rope_theta": 5e5,
                 "mrope_section": [2, 3, 3],
             },
+            "tie_word_embeddings": False,  # as the checkpoint: its own output layer
             **text_extra,
         },
         tie_word_embeddings=False,
@@ -277,7 +278,7 @@ def tiny_paddleocr_vl() -> tuple[Any, Any]:
             "eos_token_id": tokenizer.eos_token_id,
         },
         image_token_id=ids("<|IMAGE_PLACEHOLDER|>"),
-        video_token_id=ids("<|VIDEO_PLACEHOLDER|>"),
+        video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|IMAGE_START|>"),
         vision_end_token_id=ids("<|IMAGE_END|>"),
     )
@@ -298,9 +299,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "text": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=18,
                      num_attention_heads=16, num_key_value_heads=2, head_dim=128,
                      vocab_size=103424, max_position_embeddings=131072,
+                     tie_word_embeddings=False,
                      rope_parameters={"rope_type": "default", "rope_theta": 5e5,
                                       "mrope_section": [16, 24, 24]}),
-        "top": dict(image_token_id=100295, vision_start_token_id=101305,
+        "top": dict(image_token_id=100295, video_token_id=101307, vision_start_token_id=101305,
                     vision_end_token_id=101306, tie_word_embeddings=False),
     },
 }  # fmt: skip
@@ -361,6 +363,8 @@ def paddleocr_vl_spec(
         vocab_size=text.vocab_size,
         attn=attn_of(PaddleOCRVLForConditionalGeneration),
         default_image_size=384,
+        # a smaller side gains nothing: the processor enlarges every image to min_pixels
+        image_budget=False,
         max_patches=pixels[1] // (PATCH * PATCH),
         tokens=tower_tokens(*pixels),
     )

@@ -40,6 +40,7 @@ import vin_ocr
 import vin_ocr.hardware  # configure_platform() before torch is imported
 from vin_ocr.config import register_configs
 from vin_ocr.errors import exit_on_user_error
+from vin_ocr.hardware import PreflightError
 from vin_ocr.training.loop import fit
 from vin_ocr.training.start import (
     MIXED_PRECISION,
@@ -60,7 +61,8 @@ __all__ = ["HEADLINE", "MIXED_PRECISION", "RUN_ARTEFACTS", "RunResult", "StartEr
 
 @hydra.main(config_path=str(vin_ocr.CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    with exit_on_user_error(StartError):  # bad input: the message, no trace, nothing written
+    # bad input, or a run the preflight says does not fit: the message, no trace, nothing written
+    with exit_on_user_error(StartError, PreflightError):
         train(cfg)
 
 
