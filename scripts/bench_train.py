@@ -132,7 +132,9 @@ def training_cfg(family: str, batch: int) -> Any:
 
     import vin_ocr
 
-    cfg = OmegaConf.load(vin_ocr.CONFIG_DIR / "training" / f"{FAMILY_METHOD[family]}.yaml")
+    cfg = OmegaConf.load(
+        vin_ocr.CONFIG_DIR / "training" / f"{FAMILY_METHOD.get(family, 'lora')}.yaml"
+    )
     cfg.batch_size = batch
     return cfg
 
@@ -159,7 +161,17 @@ def real_size_vlm(model_cfg: Any, processor: Any, hw: Any) -> Any:
     offline ``processor``'s tokenizer."""
     import torch
 
+    from vin_ocr.models.registry import facts
+
     tok = processor.tokenizer
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hw.dtype, torch.float32)
+    real = facts(model_cfg.family).real_config
+    if real is not None:  # the family builds its published config with this tokenizer's ids
+        cls_, config_ = real(model_cfg, tok)
+        with torch.device(hw.device):
+            return cls_._from_config(
+                config_, attn_implementation=hw.attn_implementation, dtype=dtype
+            )
     if model_cfg.family == "lfm2_vl":
         from transformers import Lfm2VlForConditionalGeneration as cls
 
@@ -177,7 +189,6 @@ def real_size_vlm(model_cfg: Any, processor: Any, hw: Any) -> Any:
     config.image_token_id = tok.convert_tokens_to_ids("<image>")
     for key in ("pad", "bos", "eos"):
         setattr(config.text_config, f"{key}_token_id", getattr(tok, f"{key}_token_id"))
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hw.dtype, torch.float32)
     with torch.device(hw.device):
         model = cls._from_config(config, attn_implementation=attn, dtype=dtype)
     for key in ("pad", "bos", "eos"):

@@ -21,6 +21,7 @@ from vin_ocr.models.paddleocr_vl import (
     spec,
 )
 from vin_ocr.models.registry import facts
+from vin_ocr.models.spec import on_meta
 from vin_ocr.models.tiny import text_image
 from vin_ocr.models.vlm import IGNORE_INDEX, ModelLoadError, settings_from
 from vin_ocr.vin import ALPHABET, VIN_LENGTH, YEAR_CODES, check_digit_mandatory
@@ -144,3 +145,8 @@ def test_model_config_and_real_size_spec():
     assert real.tokens is not None
     # a line crop is enlarged to min_pixels (147,384 px): 751 patches, 187 tokens + the answer
     assert real.tokens(100, 18) == {"vision": 751, "language": 187 + 18}
+    # the benchmarks' real-size model: the published architecture with the offline tokenizer's ids
+    tok = build()[2].tokenizer
+    cls, config = facts("paddleocr_vl").real_config(cfg, tok)
+    assert (config.image_token_id, config.text_config.eos_token_id) == (tok.image_token_id, 2)
+    assert sum(p.numel() for p in on_meta(cls, config).parameters()) == real.params

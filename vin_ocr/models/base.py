@@ -124,3 +124,7 @@ class FamilyFacts:
     #: For a ``checkpoint`` that names a source rather than a Hub id (e.g. a wheel): the Hub id of
     #: the same weights and the card's sentence about the source, from the model config.
     named_source: Callable[[Mapping[str, Any]], tuple[str | None, str | None] | None] | None = None
+    #: The real-size architecture of a ``model`` config, offline, with the special-token ids of
+    #: the given tokenizer: ``(model class, config)``, for random-weight benchmarks
+    #: (``scripts/bench_train.py``); None: the script builds it itself.
+    real_config: Callable[[Any, Any], tuple[type, Any]] | None = None

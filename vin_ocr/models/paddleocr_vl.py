@@ -87,6 +87,7 @@ class PaddleOcrVl(PromptedVlm):
             "max_pixels": 16 * PIXELS_PER_TOKEN,
         },
         pipeline_tag="image-text-to-text",
+        real_config=lambda cfg, tokenizer: real_config(cfg, tokenizer),
     )
 
     def __init__(self) -> None:
@@ -165,16 +166,9 @@ def _load(
 #: Special tokens, spelled as in the ERNIE-4.5 tokenizer of the checkpoint; the first three have
 #: its ids (``<unk>`` 0 is also the padding, ``<s>`` 1, ``</s>`` 2).
 SPECIALS = (
-    "<unk>",
-    "<s>",
-    "</s>",
-    "<|begin_of_sentence|>",
-    "<|end_of_sentence|>",
-    "<|IMAGE_PLACEHOLDER|>",
-    "<|IMAGE_START|>",
-    "<|IMAGE_END|>",
-    "<|video_pad|>",
-)
+    "<unk>", "<s>", "</s>", "<|begin_of_sentence|>", "<|end_of_sentence|>",
+    "<|IMAGE_PLACEHOLDER|>", "<|IMAGE_START|>", "<|IMAGE_END|>", "<|video_pad|>",
+)  # fmt: skip
 
 #: The checkpoint's chat template (``chat_template.jinja``): user turn ``User: `` + images + text
 #: + newline, assistant turn ``Assistant: `` + text + ``</s>``.
@@ -208,35 +202,20 @@ def tiny_config(vocab_size: int = 112, **config: Any) -> Any:
 
     text_extra = config.pop("text_config", {})
     return PaddleOCRVLConfig(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "patch_size": PATCH,
-            "image_size": 4 * PATCH,
-            "spatial_merge_size": MERGE,
-        },
-        text_config={
-            "vocab_size": vocab_size,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "head_dim": 16,
-            # M-RoPE: (temporal, height, width) sections of head_dim / 2, as 16/24/24 of 64
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 5e5,
-                "mrope_section": [2, 3, 3],
-            },
-            "tie_word_embeddings": False,  # as the checkpoint: its own output layer
-            **text_extra,
-        },
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, patch_size=PATCH, image_size=4 * PATCH,
+                           spatial_merge_size=MERGE),
+        text_config=dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=16,
+                         # M-RoPE: (temporal, height, width) sections of head_dim / 2
+                         rope_parameters={"rope_type": "default", "rope_theta": 5e5,
+                                          "mrope_section": [2, 3, 3]},
+                         tie_word_embeddings=False,  # as the checkpoint: its own output layer
+                         **text_extra),
         tie_word_embeddings=False,
         **config,
-    )
+    )  # fmt: skip
 
 
 def tiny_paddleocr_vl() -> tuple[Any, Any]:
@@ -248,14 +227,9 @@ def tiny_paddleocr_vl() -> tuple[Any, Any]:
     )
 
     tokenizer = char_tokenizer(
-        SPECIALS,
-        bos="<s>",
-        eos="</s>",
-        pad="<unk>",
-        image_token="<|IMAGE_PLACEHOLDER|>",
-        cls_token="<|begin_of_sentence|>",
-        sep_token="<|end_of_sentence|>",
-    )
+        SPECIALS, bos="<s>", eos="</s>", pad="<unk>", image_token="<|IMAGE_PLACEHOLDER|>",
+        cls_token="<|begin_of_sentence|>", sep_token="<|end_of_sentence|>",
+    )  # fmt: skip
     # The checkpoint's preprocessor_config.json, but for the pixel bounds (set per call); the
     # torchvision image processor, the one AutoProcessor loads (a saved run reloads the same).
     image_processor = PaddleOCRVLImageProcessor(
@@ -316,6 +290,21 @@ def paddleocr_vl_config(checkpoint: str) -> Any:
     return PaddleOCRVLConfig(
         vision_config=dict(dims["vision"]), text_config=dict(dims["text"]), **dims["top"]
     )
+
+
+def real_config(model_cfg: Any, tokenizer: Any) -> tuple[type, Any]:
+    """The published architecture of the model config's checkpoint with ``tokenizer``'s ids (the
+    offline tokenizer's): for real-size random-weight benchmarks."""
+    from transformers import PaddleOCRVLForConditionalGeneration
+
+    config = paddleocr_vl_config(str(cfg_get(model_cfg, "checkpoint", "")))
+    ids = tokenizer.convert_tokens_to_ids
+    config.image_token_id = tokenizer.image_token_id
+    config.vision_start_token_id = ids("<|IMAGE_START|>")
+    config.vision_end_token_id = ids("<|IMAGE_END|>")
+    for key in ("pad", "bos", "eos"):
+        setattr(config.text_config, f"{key}_token_id", getattr(tokenizer, f"{key}_token_id"))
+    return PaddleOCRVLForConditionalGeneration, config
 
 
 def tower_tokens(min_pixels: int, max_pixels: int) -> Any:
