@@ -14,7 +14,8 @@ from vin_ocr.data import Sample
 from vin_ocr.hardware import load_model_cfg, model_spec
 from vin_ocr.models.lfm3_vl import CHAT_TEMPLATE, LORA_TARGETS, Lfm3Vl, Lfm3VlSettings
 from vin_ocr.models.lora import apply_lora, lora_module_names
-from vin_ocr.models.registry import auto_order
+from vin_ocr.models.registry import auto_order, facts
+from vin_ocr.models.spec import on_meta
 from vin_ocr.models.tiny import text_image
 from vin_ocr.models.vlm import IGNORE_INDEX, ModelLoadError, settings_from
 
@@ -124,6 +125,12 @@ def test_model_config_and_real_size_preflight():
     assert [t.name for t in spec.towers] == ["vision", "language"]
     assert spec.lora_params(16, LORA_TARGETS) > 0
     assert not any("vision_tower" in n for n, _, _ in spec.linears if spec.targets(n, LORA_TARGETS))
+    # The benchmarks' real-size model: the same architecture, the offline tokenizer's ids.
+    tokenizer = build()[2].tokenizer
+    cls, config = facts("lfm3_vl").real_config(cfg, tokenizer)
+    assert sum(p.numel() for p in on_meta(cls, config).parameters()) == spec.params
+    assert config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert config.text_config.eos_token_id == tokenizer.eos_token_id
     # model=auto: the successor is tried before LFM2.5-VL-1.6B.
     order = auto_order()
     assert order.index("lfm3_vl") < order.index("lfm2_5_vl")

@@ -85,6 +85,7 @@ class Lfm3Vl(Lfm2Vl):
         # Above LFM2.5-VL-1.6B: the newer generation with a larger language model; it needs more
         # memory, so where it does not fit model=auto falls through to lfm2_5_vl.
         auto={"lfm3_vl": 45},
+        real_config=lambda cfg, tokenizer: real_config(cfg, tokenizer),
     )
 
     def __init__(self) -> None:
@@ -308,6 +309,21 @@ def lfm3_vl_config(checkpoint: str) -> Any:
         vision_config=dict(dims["vision"]),
         projector_hidden_size=dims["projector_hidden_size"],
     )
+
+
+def real_config(model_cfg: Any, tokenizer: Any) -> tuple[type, Any]:
+    """The published architecture of the model config's checkpoint with ``tokenizer``'s ids (the
+    offline tokenizer's): for real-size random-weight benchmarks."""
+    from transformers import Lfm3VlForConditionalGeneration
+
+    config = lfm3_vl_config(str(cfg_get(model_cfg, "checkpoint", "")))
+    ids = tokenizer.convert_tokens_to_ids
+    config.image_token_id, config.video_token_id = ids("<|image_pad|>"), ids("<|video_pad|>")
+    config.vision_start_token_id = ids("<|vision_start|>")
+    config.vision_end_token_id = ids("<|vision_end|>")
+    for key in ("pad", "bos", "eos"):
+        setattr(config.text_config, f"{key}_token_id", getattr(tokenizer, f"{key}_token_id"))
+    return Lfm3VlForConditionalGeneration, config
 
 
 def lfm3_vl_spec(name: str, checkpoint: str, config: Any = None, source: str = "") -> ModelSpec:
