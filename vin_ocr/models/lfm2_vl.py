@@ -16,7 +16,6 @@ Attention: LFM2 supports flash-attention 2, the SigLIP2 vision tower does not, s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,13 +32,12 @@ from vin_ocr.models.vlm import (
     PromptedVlm,
     resolve_hardware,
     settings_from,
+    trim_patches,
 )
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-
-log = logging.getLogger(__name__)
 
 #: Default LoRA targets: every linear layer of the LFM2 language model (attention
 #: ``q/k/v/out_proj``, short-conv ``in_proj/out_proj``, MLP ``w1/w2/w3``), none in SigLIP2.
@@ -128,15 +126,17 @@ class Lfm2Vl(PromptedVlm):
         ]
         text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         s = self.settings
-        return proc(
-            images=[[im.convert("RGB")] for im in images],
-            text=[text] * len(images),
-            padding=True,
-            padding_side="left",
-            return_tensors="pt",
-            min_image_tokens=s.min_image_tokens,
-            max_image_tokens=s.max_image_tokens,
-            do_image_splitting=s.do_image_splitting,
+        return trim_patches(
+            proc(
+                images=[[im.convert("RGB")] for im in images],
+                text=[text] * len(images),
+                padding=True,
+                padding_side="left",
+                return_tensors="pt",
+                min_image_tokens=s.min_image_tokens,
+                max_image_tokens=s.max_image_tokens,
+                do_image_splitting=s.do_image_splitting,
+            )
         )
 
 
@@ -246,11 +246,7 @@ def tiny_lfm2_vl(
     do_image_splitting: bool = False,
 ) -> tuple[Any, Any]:
     """A ~0.25 M-parameter ``Lfm2VlForConditionalGeneration`` and its ``Lfm2VlProcessor``."""
-    from transformers import (
-        Lfm2VlForConditionalGeneration,
-        Lfm2VlImageProcessor,
-        Lfm2VlProcessor,
-    )
+    from transformers import Lfm2VlForConditionalGeneration, Lfm2VlImageProcessor, Lfm2VlProcessor
 
     tokenizer = char_tokenizer(SPECIALS, bos="<|startoftext|>", eos="<|im_end|>", pad="<|pad|>")
     image_processor = Lfm2VlImageProcessor(
@@ -338,8 +334,12 @@ def tower_tokens(max_patches: int) -> Any:
     return tokens
 
 
-def lfm2_vl_spec(name: str, checkpoint: str, config: Any = None, source: str = "") -> ModelSpec:
-    """Spec of an LFM2-VL checkpoint (or of any ``Lfm2VlConfig``, e.g. a tiny test one)."""
+def lfm2_vl_spec(
+    name: str, checkpoint: str, config: Any = None, source: str = "", max_image_tokens: int = 256
+) -> ModelSpec:
+    """Spec of an LFM2-VL checkpoint (or of any ``Lfm2VlConfig``, e.g. a tiny test one); the
+    vision tower reads at most ``4 * max_image_tokens`` patches per image (its padding trimmed,
+    :func:`~vin_ocr.models.vlm.trim_patches`), the language model a quarter of them."""
     from transformers import Lfm2VlForConditionalGeneration
 
     if config is None:
@@ -371,8 +371,8 @@ def lfm2_vl_spec(name: str, checkpoint: str, config: Any = None, source: str = "
         vocab_size=text.vocab_size,
         attn=attn_of(Lfm2VlForConditionalGeneration),
         default_image_size=512,
-        max_patches=1024,
-        tokens=tower_tokens(1024),
+        max_patches=4 * max_image_tokens,
+        tokens=tower_tokens(4 * max_image_tokens),
     )
 
 
@@ -381,8 +381,9 @@ def spec(model_cfg: Any) -> ModelSpec:
     ``config.json`` (a local folder, or the Hub)."""
     name = str(cfg_get(model_cfg, "name", ""))
     checkpoint = str(cfg_get(model_cfg, "checkpoint", ""))
+    tokens = int(cfg_get(model_cfg, "max_image_tokens", 256))
     if checkpoint in CONFIGS:
-        return lfm2_vl_spec(name, checkpoint)
+        return lfm2_vl_spec(name, checkpoint, max_image_tokens=tokens)
     from transformers import AutoConfig
 
     try:
@@ -394,4 +395,4 @@ def spec(model_cfg: Any) -> ModelSpec:
             f"a config.json or one of {', '.join(CONFIGS)}"
         ) from exc
     source = "computed from the checkpoint's config.json (built with empty weights)"
-    return lfm2_vl_spec(name, checkpoint, config, source)
+    return lfm2_vl_spec(name, checkpoint, config, source, tokens)

@@ -135,6 +135,23 @@ def training_batch(
     return batch
 
 
+def trim_patches(batch: Any) -> Any:
+    """Cut the processor's patch padding down to the batch's longest image.
+
+    The processor pads every image (tile) to ``max_image_tokens * 4`` patches (1024 by default)
+    and the vision tower masks the padding out, so a 460 x 46 line crop (about 300 patches) pays
+    for 1024. The tower reads the real patches the same without the padding
+    (``pixel_attention_mask`` still marks them), at a fraction of the work. Other keys: unchanged.
+    """
+    mask = batch.get("pixel_attention_mask")
+    if mask is None or mask.ndim != 2 or mask.shape[0] == 0:
+        return batch
+    n = max(int(mask.sum(dim=1).max()), 1)
+    batch["pixel_values"] = batch["pixel_values"][:, :n]
+    batch["pixel_attention_mask"] = mask[:, :n]
+    return batch
+
+
 def to_model(batch: Mapping[str, Any], model: torch.nn.Module) -> dict[str, Any]:
     """Move tensors to the model's device and the pixel tensors to its floating dtype."""
     device = next(model.parameters()).device
@@ -157,11 +174,36 @@ def _float_dtype(model: torch.nn.Module) -> torch.dtype:
 
 
 def causal_lm_loss(model: torch.nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-    """The model's own shifted cross-entropy over the labelled (answer) positions."""
-    out = model(**to_model(batch, model))
-    if out.loss is None:
+    """The model's own shifted cross-entropy (mean over the labelled answer tokens), with the LM
+    head computed only where a label follows instead of over the whole sequence.
+
+    A VIN answer is about 18 of the sequence's 100-300 tokens (prompt and image tokens carry no
+    label), and the head (vocabulary x hidden, 65k x 1024 for LFM2) over every position is a large
+    share of a LoRA step and of its memory. ``logits_to_keep`` (a boolean mask: the model slices the
+    hidden states before its head) gives the same logits at those positions, so the loss equals
+    ``model(**batch).loss`` (tests/models/test_vlm_speed.py). A model whose forward has no
+    ``logits_to_keep`` gets the full-sequence loss.
+    """
+    inputs = to_model(batch, model)
+    labels = inputs.pop("labels", None)
+    if labels is None:
         raise ValueError("the batch has no labels: build it with the family's collate()")
-    return out.loss
+    if not accepts_logits_to_keep(model):
+        out = model(**inputs, labels=labels)
+        return out.loss
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX  # position t predicts token t + 1
+    logits = model(**inputs, logits_to_keep=keep).logits
+    return torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][keep[:, :-1]])
+
+
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    """Whether the (unwrapped: DDP, PEFT) model's forward takes ``logits_to_keep``."""
+    import inspect
+
+    base: Any = getattr(model, "module", model)
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
+    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
 
 
 #: The question every VLM family asks of an image (its answer, the label, is the VIN alone).
