@@ -70,6 +70,10 @@ class TrainBench:
     record: bool = True
     out: str = ""  # the Markdown file to append to; "" = docs/benchmarks.md
     seed: int = 0
+    loop_dtype: str = "auto"  # the loop's precision: auto = what a run resolves (hardware.dtype)
+    same: bool = True  # VLMs: also the loop at the Trainer's settings when the defaults differ
+    cpu_bf16: bool = True  # VLMs on a CPU with AMX: also both runners in bf16
+    check: int = 2  # VLMs: batches on which the loop's loss is checked against the model's own
     case: str = ""  # internal: run the one case MODEL:SIZE:ATTN and print its JSON
 
 
@@ -79,6 +83,8 @@ def options(argv: list[str]) -> TrainBench:
         o.sizes, o.batch, o.warmup, o.steps = ["tiny"], 2, 1, 2
     if o.warmup < 1 or o.steps < 1:
         raise SystemExit("bench_train: need warmup >= 1 and steps >= 1")
+    if o.loop_dtype not in ("auto", "fp32", "bf16", "fp16"):
+        raise SystemExit(f"bench_train: loop_dtype={o.loop_dtype!r}; known: auto, fp32, bf16, fp16")
     unknown = sorted(set(o.sizes) - {"tiny", "real"})
     if unknown:
         raise SystemExit(f"bench_train: unknown size(s) {unknown}; known: tiny, real")
@@ -196,12 +202,63 @@ def real_size_vlm(model_cfg: Any, processor: Any, hw: Any) -> Any:
     return model
 
 
-def build(model: str, size: str, hw: Any, train_cfg: Any) -> tuple[Any, Any]:
-    """(family, model ready to train: LoRA applied for the VLMs)."""
+#: The model cards' processor settings: what a user's own Trainer script gets (the baselines).
+CARD = {
+    "lfm2_vl": {"min_image_tokens": 64, "max_image_tokens": 256},
+    "deepseek_ocr2": {"base_size": 1024, "image_size": 768, "crop_mode": True},
+}
+
+
+@dataclass(frozen=True)
+class Runner:
+    """One measured way of training a case.
+
+    ``trainer``: a plain ``transformers.Trainer`` as a user writes it: the model card's processor
+    settings, the processor's output as is, the model's own loss over the whole sequence (PP-OCR,
+    which has none: the family's CTC loss), weights in the run's dtype; ``loop``: vin-ocr's
+    default path (its processor settings, the run's dtype: ``hardware.dtype=auto``);
+    ``loop_same``: the loop at the Trainer's processor settings (only the loop's structural
+    gains), when the model config's differ from the card's. On a CPU with AMX (or with
+    ``loop_dtype=bf16``) also ``loop_bf16`` (``hardware.dtype=bf16``: bf16 weights, autocast) and
+    ``trainer_bf16`` (the Trainer with ``bf16=True``: autocast over fp32 weights)."""
+
+    name: str
+    dtype: str  # weights
+    card: bool = False  # the model card's processor settings (else the model config's)
+    amp: bool = False  # Trainer: bf16=True
+
+
+def runners(o: TrainBench, model: str, hw: Any) -> list[Runner]:
+    from vin_ocr.hardware import detect, load_model_cfg
+
+    cfg = load_model_cfg(model)
+    loop_dtype = hw.dtype if o.loop_dtype == "auto" else o.loop_dtype
+    amp = hw.dtype in ("bf16", "fp16")
+    if cfg.family not in CARD:  # PP-OCR: no processor settings, no model-own loss
+        return [Runner("loop", loop_dtype), Runner("trainer", hw.dtype, amp=amp)]
+    out = [Runner("trainer", hw.dtype, card=True, amp=amp)]
+    differs = any(cfg.get(k) != v for k, v in CARD[cfg.family].items())
+    if o.same and differs:
+        out.append(Runner("loop_same", hw.dtype, card=True))
+    out.append(Runner("loop", loop_dtype))
+    cpu_bf16 = o.cpu_bf16 and hw.device == "cpu" and loop_dtype != "bf16" and detect().cpu_amx
+    if cpu_bf16 or (loop_dtype == "bf16" and hw.dtype != "bf16"):
+        out.append(Runner("trainer_bf16", hw.dtype, card=True, amp=True))
+    if cpu_bf16:
+        out.append(Runner("loop_bf16", "bf16"))
+    return out
+
+
+def build(model: str, size: str, hw: Any, train_cfg: Any, card: bool = False) -> tuple[Any, Any]:
+    """(family, model ready to train: LoRA applied for the VLMs); ``card``: the model card's
+    processor settings instead of the model config's."""
     from vin_ocr.hardware import load_model_cfg
     from vin_ocr.models.registry import get_family
 
     cfg = load_model_cfg(model)
+    if card:
+        for key, value in CARD.get(cfg.family, {}).items():
+            cfg[key] = value
     if "do_image_splitting" in cfg:
         cfg.do_image_splitting = False  # VIN crops are small; tiles would differ tiny vs real
     if "tiny" in cfg:
@@ -218,8 +275,25 @@ def build(model: str, size: str, hw: Any, train_cfg: Any) -> tuple[Any, Any]:
     return family, net
 
 
-def run_loop(family: Any, net: Any, data: list, o: TrainBench, hw: Any, train_cfg: Any) -> float:
-    """samples/s of ``fit`` over the timed steps (stamps from its per-step log callback)."""
+def plain_collate(family: Any) -> Any:
+    """The family's batch as a user's collator makes it: the processor's output as is (vin-ocr
+    trims LFM2-VL's patch padding, :func:`vin_ocr.models.vlm.trim_patches`), prompt + answer,
+    the answer labelled."""
+    from unittest import mock
+
+    def collate(samples: list) -> dict[str, Any]:
+        with mock.patch("vin_ocr.models.lfm2_vl.trim_patches", lambda batch: batch):
+            return family.collate(samples)
+
+    return collate
+
+
+def run_loop(
+    family: Any, net: Any, data: list, o: TrainBench, hw: Any, train_cfg: Any,
+    losses: list[float] | None = None,
+) -> float:  # fmt: skip
+    """samples/s of ``fit`` over the timed steps (stamps from its per-step log callback); the
+    per-step losses go to ``losses``."""
     from accelerate import Accelerator
     from omegaconf import OmegaConf
 
@@ -236,16 +310,28 @@ def run_loop(family: Any, net: Any, data: list, o: TrainBench, hw: Any, train_cf
         cpu=hw.device == "cpu", mixed_precision=MIXED_PRECISION.get(hw.dtype, "no")
     )
     stamps: list[float] = []
+
+    def on_log(values: dict[str, float], _step: int) -> None:
+        stamps.append(time.perf_counter())
+        if losses is not None:
+            losses.append(values["train/loss"])
+
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
-        fit(family, net, data, [], cfg, Path(tmp), accelerator,
-            on_log=lambda _values, _step: stamps.append(time.perf_counter()))  # fmt: skip
+        fit(family, net, data, [], cfg, Path(tmp), accelerator, on_log=on_log)
     return _rate(stamps, o)
 
 
-def run_trainer(family: Any, net: Any, data: list, o: TrainBench, hw: Any, train_cfg: Any) -> float:
-    """samples/s of a plain ``transformers.Trainer`` (its loss: the family's) over the timed
-    steps."""
+def run_trainer(
+    family: Any, net: Any, data: list, o: TrainBench, hw: Any, train_cfg: Any,
+    losses: list[float] | None = None, amp: bool | None = None,
+) -> float:  # fmt: skip
+    """samples/s of a plain ``transformers.Trainer`` over the timed steps, on the loop's batches
+    in the loop's order: the VLMs with the model's own loss and the processor's output as is,
+    PP-OCR (no loss of its own) with the family's; ``amp``: ``bf16=True`` (default: the
+    hardware's dtype is bf16)."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from vin_ocr.training.loop import EpochSampler
 
     stamps: list[float] = []
 
@@ -253,11 +339,18 @@ def run_trainer(family: Any, net: Any, data: list, o: TrainBench, hw: Any, train
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             stamps.append(time.perf_counter())
 
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if losses is not None and logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
     class FamilyLossTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
             loss = family.loss(model, inputs)
             return (loss, None) if return_outputs else loss
 
+    vlm = hasattr(family, "_prompts")
+    ordered = [data[i] for i in EpochSampler(len(data), o.seed)]  # the loop's first epoch
+    amp = hw.dtype == "bf16" if amp is None else amp
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         args = TrainingArguments(
             output_dir=tmp,
@@ -269,20 +362,22 @@ def run_trainer(family: Any, net: Any, data: list, o: TrainBench, hw: Any, train
             lr_scheduler_type="cosine",
             optim="adamw_torch",  # the loop's torch.optim.AdamW
             use_cpu=hw.device == "cpu",
-            bf16=hw.dtype == "bf16",
+            bf16=amp,
             fp16=hw.dtype == "fp16",
             dataloader_num_workers=0,
             dataloader_drop_last=True,
             remove_unused_columns=False,
+            train_sampling_strategy="sequential",  # over `ordered`: the loop's batches
             save_strategy="no",
-            logging_strategy="no",
+            logging_strategy="steps",
+            logging_steps=1,
             report_to="none",
             disable_tqdm=True,
             seed=o.seed,
         )
-        trainer = FamilyLossTrainer(
-            model=net, args=args, train_dataset=data, data_collator=family.collate,
-            callbacks=[Stamp()],
+        trainer = (Trainer if vlm else FamilyLossTrainer)(
+            model=net, args=args, train_dataset=ordered,
+            data_collator=plain_collate(family) if vlm else family.collate, callbacks=[Stamp()],
         )  # fmt: skip
         trainer.train()
     return _rate(stamps, o)
@@ -294,41 +389,92 @@ def _rate(stamps: list[float], o: TrainBench) -> float:
     return o.steps * o.batch / (stamps[o.warmup + o.steps - 1] - stamps[o.warmup - 1])
 
 
+def loss_check(family: Any, net: Any, data: list, o: TrainBench) -> float:
+    """Largest |vin-ocr's loss - the model's own full-sequence loss| over the first ``check``
+    batches, same weights and settings, dropout off (the loop's answer-only head and trimmed
+    patches against what the Trainer computes)."""
+    import torch
+
+    from vin_ocr.models.vlm import to_model
+
+    was_training = net.training
+    net.eval()
+    worst = 0.0
+    with torch.no_grad():
+        for i in range(min(o.check, len(data) // o.batch)):
+            samples = data[i * o.batch : (i + 1) * o.batch]
+            theirs = net(**to_model(plain_collate(family)(samples), net)).loss
+            ours = family.loss(net, family.collate(samples))
+            worst = max(worst, abs(float(ours) - float(theirs)))
+    net.train(was_training)
+    return worst
+
+
 def run_case(o: TrainBench, key: str) -> dict[str, Any]:
-    """Measure one case: ``{"case", "params", "trainable", "loop": {...}, "trainer": {...}}`` or
-    ``{"case", "skipped": reason}``."""
+    """Measure one case ``MODEL:SIZE:ATTN`` (every runner) or ``MODEL:SIZE:ATTN:RUNNER`` (that
+    one): ``{"case", "params", "trainable", RUNNER: {samples_per_s, peak_gib, losses, dtype,
+    image_tokens}, ...}`` (``loss_check``: the largest loss difference, VLMs), or ``{"case",
+    "skipped": reason}``."""
+    import dataclasses
+
     import torch
 
     from vin_ocr.data.synth import SynthDataset
     from vin_ocr.hardware import load_model_cfg
 
-    model, size, attn = key.split(":")
+    model, size, attn, *only = key.split(":")
     hw = hardware(attn)
     model_cfg = load_model_cfg(model)
     train_cfg = training_cfg(model_cfg.family, o.batch)
-    out: dict[str, Any] = {"case": key, "device": hw.device, "dtype": hw.dtype, "attn": attn}
-    out["method"] = train_cfg.method
+    out: dict[str, Any] = {"case": ":".join((model, size, attn)), "device": hw.device}
+    out.update(dtype=hw.dtype, attn=attn, method=train_cfg.method)
     synth = SynthDataset(o.batch * (o.warmup + o.steps), seed=o.seed, cfg={"kind": "line"})
     data = [synth.sample(i) for i in range(len(synth))]  # rendered once, outside the timing
-    runners = {"loop": run_loop, "trainer": run_trainer} if o.trainer else {"loop": run_loop}
-    for name, runner in runners.items():
+    for runner in runners(o, model, hw):
+        if (only and runner.name != only[0]) or (
+            runner.name.startswith("trainer") and not o.trainer
+        ):
+            continue
         gc.collect()
-        bench.reset_peak_memory(hw.device)
+        run_hw = dataclasses.replace(hw, dtype=runner.dtype)
         torch.manual_seed(o.seed)
-        family, net = build(model, size, hw, train_cfg)
+        family, net = build(model, size, run_hw, train_cfg, card=runner.card)
+        if runner.name == "trainer" and o.check and hasattr(family, "_prompts"):
+            out["loss_check"] = loss_check(family, net, data, o)
         out["params"] = sum(p.numel() for p in net.parameters())
         out["trainable"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
-        rate = runner(family, net, data, o, hw, train_cfg)
-        out[name] = {"samples_per_s": rate, "peak_gib": bench.peak_memory_gib(hw.device)}
+        tokens = image_tokens(family, data[: o.batch])
+        gc.collect()
+        bench.reset_peak_memory(hw.device)
+        losses: list[float] = []
+        if runner.name.startswith("trainer"):
+            rate = run_trainer(family, net, data, o, run_hw, train_cfg, losses, runner.amp)
+        else:
+            rate = run_loop(family, net, data, o, run_hw, train_cfg, losses)
+        out[runner.name] = {
+            "samples_per_s": rate, "peak_gib": bench.peak_memory_gib(hw.device),
+            "losses": losses, "dtype": "bf16 autocast" if runner.amp and runner.dtype == "fp32"
+            else runner.dtype + (" + autocast" if runner.dtype == "bf16" else ""),
+            "image_tokens": tokens,
+        }  # fmt: skip
         del family, net
     return out
+
+
+def image_tokens(family: Any, samples: list) -> int | None:
+    """Image placeholder tokens in the first sample's prompt (VLMs), else None."""
+    proc = getattr(family, "processor", None)
+    if not hasattr(family, "_prompts") or proc is None:
+        return None
+    ids = family.collate(samples)["input_ids"][0]
+    return int((ids == proc.tokenizer.convert_tokens_to_ids(proc.image_token)).sum())
 
 
 def skipped(o: TrainBench, key: str) -> dict[str, Any] | None:
     """The result of a real-size case that should not run here (with the reason), else None."""
     from vin_ocr.hardware import load_model_cfg
 
-    model, size, attn = key.split(":")
+    model, size, attn = key.split(":")[:3]
     if size != "real":
         return None
     hw = hardware(attn)
@@ -340,16 +486,24 @@ def skipped(o: TrainBench, key: str) -> dict[str, Any] | None:
     return {"case": key, "device": hw.device, "method": train_cfg.method, "skipped": reason}
 
 
-def run_isolated(key: str, argv: list[str]) -> dict[str, Any]:
-    """``run_case`` in a child process (its own peak memory; all memory returned after)."""
+def run_isolated(key: str, argv: list[str], o: TrainBench) -> dict[str, Any]:
+    """Each runner of ``run_case`` in its own child process (its own peak memory; all memory
+    returned after), merged into one result."""
+    model, _, attn = key.split(":")
     args = [a for a in argv if not a.startswith("case=")]
-    proc = subprocess.run(
-        [sys.executable, __file__, *args, f"case={key}"], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit {proc.returncode}"]
-        return {"case": key, "failed": lines[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    merged: dict[str, Any] = {}
+    for runner in runners(o, model, hardware(attn)):
+        if runner.name.startswith("trainer") and not o.trainer:
+            continue
+        proc = subprocess.run(
+            [sys.executable, __file__, *args, f"case={key}:{runner.name}"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit {proc.returncode}"]
+            return {"case": key, "failed": f"{runner.name}: {lines[-1]}"}
+        merged.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return merged
 
 
 def safe_case(o: TrainBench, key: str) -> dict[str, Any]:
@@ -363,6 +517,15 @@ def safe_case(o: TrainBench, key: str) -> dict[str, Any]:
 # -- report --------------------------------------------------------------------------------------
 
 
+RUNNER_NAMES = {
+    "trainer": "HF Trainer",
+    "loop_same": "loop, Trainer's settings",
+    "loop": "loop (default)",
+    "trainer_bf16": "HF Trainer, bf16=True",
+    "loop_bf16": "loop, hardware.dtype=bf16",
+}
+
+
 def entry(results: list[dict[str, Any]], o: TrainBench) -> str:
     import torch
 
@@ -370,31 +533,47 @@ def entry(results: list[dict[str, Any]], o: TrainBench) -> str:
     peak = "peak allocated CUDA memory" if device == "cuda" else "peak RSS of the process"
     rows = []
     for r in results:
-        model, size, _ = r["case"].split(":")
+        model, size, _ = r["case"].split(":")[:3]
         if "skipped" in r or "failed" in r:
             why = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
-            rows.append([model, size, why, "", "", "", "", "", ""])
+            rows.append([model, size, why, *[""] * 8])
             continue
-        loop, trainer = r["loop"], r.get("trainer")
-        rows.append([
-            model,
-            size,
-            f"{r['params'] / 1e6:,.2f} M ({r['method']}, {r['trainable'] / 1e6:,.2f} M trained)",
-            f"{r['dtype']}, {r['attn']}" if r["device"] == "cuda" else r["dtype"],
-            f"{loop['samples_per_s']:.1f}",
-            f"{loop['peak_gib']:.2f}",
-            f"{trainer['samples_per_s']:.1f}" if trainer else "-",
-            f"{trainer['peak_gib']:.2f}" if trainer else "-",
-            f"{loop['samples_per_s'] / trainer['samples_per_s']:.2f}" if trainer else "-",
-        ])  # fmt: skip
+        base = r.get("trainer")
+        params = (
+            f"{r['params'] / 1e6:,.2f} M ({r['method']}, {r['trainable'] / 1e6:,.2f} M trained)"
+        )
+        if "loss_check" in r:
+            params += f"; loss vs model's own: {r['loss_check']:.1e}"
+        for name in (n for n in RUNNER_NAMES if n in r):
+            m = r[name]
+            precision = m.get("dtype", r["dtype"])
+            if r["device"] == "cuda":
+                precision += f", {r['attn']}"
+            rows.append([
+                model, size, params, RUNNER_NAMES[name], precision,
+                "-" if m.get("image_tokens") is None else str(m["image_tokens"]),
+                f"{m['samples_per_s']:.2f}", f"{m['peak_gib']:.2f}",
+                f"{m['samples_per_s'] / base['samples_per_s']:.2f}" if base else "-",
+                f"{m['peak_gib'] / base['peak_gib']:.2f}" if base else "-",
+                _loss_gap(m.get("losses"), base.get("losses") if base else None),
+            ])  # fmt: skip
+            params = ""
     head = (
         f"- {bench.header(('torch', 'transformers', 'accelerate', 'peft', 'vin-ocr'))}: "
         f"batch {o.batch}, {o.warmup} warm-up + {o.steps} timed steps, memory = {peak}"
         f"{', quick' if o.quick else ''}."
     )
-    headers = ["model", "size", "parameters", "precision", "loop samples/s", "loop GiB",
-               "Trainer samples/s", "Trainer GiB", "loop / Trainer"]  # fmt: skip
-    return head + "\n\n" + bench.table(headers, rows, indent="  ", left=4)
+    headers = ["model", "size", "parameters", "runner", "precision", "image tokens", "samples/s",
+               "peak GiB", "x Trainer samples/s", "x Trainer GiB",
+               "loss - Trainer's (step 1; max of the first 3)"]  # fmt: skip
+    return head + "\n\n" + bench.table(headers, rows, indent="  ", left=5)
+
+
+def _loss_gap(losses: list[float] | None, base: list[float] | None) -> str:
+    if not losses or not base:
+        return "-"
+    gaps = [abs(a - b) for a, b in zip(losses[:3], base[:3], strict=False)]
+    return f"{gaps[0]:.1e}; {max(gaps):.1e}"
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -412,7 +591,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = []
     for key in cases(o):
         start = time.perf_counter()
-        r = skipped(o, key) or (run_isolated(key, argv) if o.isolate else safe_case(o, key))
+        r = skipped(o, key) or (run_isolated(key, argv, o) if o.isolate else safe_case(o, key))
         print(json.dumps(r), f"({time.perf_counter() - start:.0f} s)", flush=True)
         results.append(r)
     text = entry(results, o)

@@ -155,6 +155,19 @@ def test_bench_train_quick_measures_the_loop_and_the_trainer(tmp_path):
     assert mod.SECTION in text and "| pp_ocr | tiny |" in text and "quick" in text
 
 
+def test_bench_train_vlm_baseline_is_the_models_own_loss_on_the_same_batches(tmp_path):
+    mod = script("bench_train")
+    args = ["quick=true", "models=[lfm2_vl_450m]", "isolate=false", "cpu_bf16=false"]
+    (r,) = mod.main([*args, f"out={tmp_path / 'b.md'}"])
+    assert r["case"] == "lfm2_vl_450m:tiny:sdpa" and r["method"] == "lora"
+    assert 0 <= r["loss_check"] < 1e-4  # answer-only head + trimmed patches vs model(...).loss
+    loop, trainer = r["loop"], r["trainer"]
+    assert len(loop["losses"]) == len(trainer["losses"]) == 3
+    # the same batches in the same order: step 1 (LoRA B = 0, dropout has no effect) agrees
+    assert loop["losses"][0] == pytest.approx(trainer["losses"][0], abs=1e-3)
+    assert loop["image_tokens"] == trainer["image_tokens"] > 0
+
+
 def test_bench_train_skips_a_real_size_vlm_on_cpu_with_the_reason():
     mod = script("bench_train")
     o = mod.options(["batch=2"])

@@ -102,6 +102,14 @@ def test_cuda_wins_over_mps_and_eager_when_the_model_has_no_sdpa():
     )
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_cpu_stays_fp32_and_names_bf16_when_the_cpu_has_amx(amx):
+    hw = resolve(None, probe("cpu", cpu_amx=amx))
+    assert hw.dtype == "fp32"
+    assert ("hardware.dtype=bf16 runs LoRA" in hw.reasons[1]) == amx
+    assert resolve({"dtype": "bf16"}, probe("cpu", cpu_amx=amx)).dtype == "bf16"
+
+
 @pytest.mark.parametrize(
     ("machine", "cfg"),
     [

@@ -86,6 +86,7 @@ class Probe:
     ram_available_gb: float
     cpu_count: int
     cpu_bf16: bool = True  # torch runs bf16 on any x86-64/arm64 CPU (fast only with AMX/SVE)
+    cpu_amx: bool = False  # the CPU has AMX bf16 matrix units (Linux /proc/cpuinfo flag amx_bf16)
     flash_attn: FlashAttnInfo = field(default_factory=FlashAttnInfo)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,5 +181,15 @@ def detect() -> Probe:
         ram_total_gb=ram_total,
         ram_available_gb=ram_available,
         cpu_count=os.cpu_count() or 1,
+        cpu_amx=_cpu_amx(),
         flash_attn=detect_flash_attn(),
     )
+
+
+def _cpu_amx() -> bool:
+    """Whether the CPU has AMX bf16 units (Linux; elsewhere False)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return any(ln.startswith("flags") and " amx_bf16" in ln for ln in info)
+    except OSError:
+        return False
