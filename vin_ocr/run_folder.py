@@ -7,6 +7,8 @@ either share one layout::
     model/          weights + processor (save_pretrained layout); a LoRA run also has
       adapter/      its adapter (adapter_model.safetensors); merged weights beside it or not
     model.onnx      the ONNX export (PP-OCR)
+    det.onnx        PP-OCR: the text detector's ONNX export, and
+    general.onnx    the general reader's (whole photos on onnxruntime, ``load_run(onnx=True)``)
     README.md       the model card
     config.yaml     the resolved config
     eval/<set>/     the harness's reports after training; eval_baseline/<set>/ before
@@ -38,6 +40,8 @@ MODEL_DIR = "model"
 ADAPTER_DIR = "adapter"  # inside MODEL_DIR
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ONNX_FILE = "model.onnx"
+DET_ONNX_FILE = "det.onnx"
+GENERAL_ONNX_FILE = "general.onnx"
 CARD_FILE = "README.md"
 CONFIG_FILE = "config.yaml"
 EVAL_DIR = "eval"
@@ -48,7 +52,8 @@ CHECKPOINTS_DIR = "checkpoints"
 STAGING_DIR = "hub_upload"
 #: everything a training run leaves in its folder (``overwrite=true`` removes these, only these)
 ARTEFACTS = (CHECKPOINTS_DIR, MODEL_DIR, EVAL_DIR, BASELINE_DIR, STAGING_DIR, RUN_FILE, CARD_FILE,
-             ONNX_FILE, METRICS_FILE, CONFIG_FILE, LOG_FILE)  # fmt: skip
+             ONNX_FILE, DET_ONNX_FILE, GENERAL_ONNX_FILE, METRICS_FILE, CONFIG_FILE,
+             LOG_FILE)  # fmt: skip
 
 
 class RunFolderError(UserError):
@@ -138,11 +143,33 @@ def build_base(
 
 
 def load_run(
-    path: str | Path, hardware: Any = None, overrides: dict[str, Any] | None = None
+    path: str | Path,
+    hardware: Any = None,
+    overrides: dict[str, Any] | None = None,
+    onnx: bool = False,
 ) -> FamilyEngine:
     """The trained model of the run folder ``path`` as an engine; clear errors for what is not.
     ``overrides`` change keys of the run's model config (``run.json``'s ``model``) for reading,
-    e.g. ``{"check_digit_search": False}``; a key the run's model config lacks is an error."""
+    e.g. ``{"check_digit_search": False}``; a key the run's model config lacks is an error.
+    ``onnx``: a family that reads through onnxruntime (PP-OCR, ``use_onnx``) reads with the run's
+    ONNX graphs (``model.onnx``, ``det.onnx``, ``general.onnx``; one missing is exported into
+    memory from its torch model)."""
+    engine = _load_run(path, hardware, overrides)
+    use_onnx = getattr(engine.family, "use_onnx", None)
+    if onnx and use_onnx is not None:
+        from vin_ocr.models.pp_ocr_onnx import onnx_bytes
+
+        run = Path(path)
+        found = [p if p.is_file() else None for p in (run / ONNX_FILE, run / DET_ONNX_FILE,
+                                                      run / GENERAL_ONNX_FILE)]  # fmt: skip
+        vin = found[0] or onnx_bytes(engine.family.export_onnx, engine.model)  # type: ignore[attr-defined]
+        use_onnx(vin, found[1], found[2])
+    return engine
+
+
+def _load_run(
+    path: str | Path, hardware: Any = None, overrides: dict[str, Any] | None = None
+) -> FamilyEngine:
     from vin_ocr.models.registry import get_family
 
     run = Path(path)

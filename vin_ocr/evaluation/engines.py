@@ -128,11 +128,15 @@ class PaddleOCREngine(TextsFromReadings):
 class CheckpointEngine(TextsFromReadings):
     """A finished training run folder (``engine=checkpoint engine.path=RUN``), read through the
     same model family that trained it (:func:`vin_ocr.run_folder.load_run`); ``model``
-    changes keys of the run's model config for reading (decoding settings, say)."""
+    changes keys of the run's model config for reading (decoding settings, say). ``onnx``
+    (default): a PP-OCR run reads through onnxruntime, with the run's ONNX graphs (the same
+    readings as torch, faster); ``engine.onnx=false`` reads in torch."""
 
     name = "checkpoint"
 
-    def __init__(self, path: str | None = None, model: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: str | None = None, model: dict[str, Any] | None = None, onnx: bool = True
+    ) -> None:
         if not path:
             raise EngineUnavailable("engine=checkpoint needs engine.path=RUN_FOLDER")
         run = Path(path)
@@ -141,7 +145,7 @@ class CheckpointEngine(TextsFromReadings):
         from vin_ocr.run_folder import load_run
 
         try:
-            self._engine = load_run(run, overrides=model)
+            self._engine = load_run(run, overrides=model, onnx=onnx)
         except FileNotFoundError as exc:
             raise EngineUnavailable(f"engine=checkpoint: {exc}") from None
         self.name = self._engine.name

@@ -50,9 +50,10 @@ from torch import nn
 
 from vin_ocr.decoding.ctc import ctc_read
 from vin_ocr.layout import needs_detection, settle
+from vin_ocr.models import pp_ocr_onnx as onnx_rt
 from vin_ocr.models.base import FamilyFacts
 from vin_ocr.models.pp_ocr_det import TextDetector, TextLine
-from vin_ocr.models.pp_ocr_onnx import export_onnx
+from vin_ocr.models.pp_ocr_onnx import OnnxNet, export_onnx
 from vin_ocr.models.pp_ocr_rec import (
     HUB_CHECKPOINTS,
     TINY_CHARSET,
@@ -155,6 +156,8 @@ class PPOCRFamily:
         self._detector: TextDetector | None = None
         self._general: GeneralReader | None = None
         self._lines: dict[str, Image] = {}  # photo -> its VIN line, for training
+        self._vin_net: OnnxNet | None = None  # ONNX mode (use_onnx): the VIN recogniser's graph
+        self._onnx: dict[str, Any] = {}  # ONNX mode: the detector's and general reader's graphs
 
     def build(self, cfg: Any, hardware: Any) -> tuple[nn.Module, Any]:
         """Load the recogniser, set the VIN head, place it; returns (model, image processor).
@@ -190,6 +193,24 @@ class PPOCRFamily:
     def export_onnx(self, model: nn.Module, path: str | Path) -> float:
         """Export ``model`` with this family's VIN classes; see :func:`export_onnx`."""
         return export_onnx(model, path, self.class_index)
+
+    def export_scene_onnx(self, det: str | Path, general: str | Path) -> dict[str, float]:
+        """The detector's and general reader's ONNX graphs (:func:`export_scene_onnx`), what
+        :meth:`use_onnx` reads whole photos with; none for a tiny model's run (tests): reading
+        in ONNX mode exports them into memory."""
+        s = self.settings
+        if s.tiny:
+            return {}
+        return onnx_rt.export_scene_onnx(s.detection(), s.general_checkpoint, det, general)
+
+    def use_onnx(self, vin: str | Path | bytes, det: Any = None, general: Any = None) -> None:
+        """Read through onnxruntime from now on: ``vin`` is the VIN recogniser's graph (a run's
+        ``model.onnx``, or its bytes) and stands for the ``model`` given to :meth:`read`; ``det``
+        and ``general`` the detector's and general reader's graphs (:meth:`export_scene_onnx`),
+        exported into memory from their torch models on the first scene when None."""
+        self._vin_net = OnnxNet(vin)
+        self._onnx = {"det": det, "general": general}
+        self._detector = self._general = None
 
     def lora_settings(
         self, training: Mapping[str, Any] | None = None, model: Mapping[str, Any] | None = None
@@ -300,11 +321,15 @@ class PPOCRFamily:
     def line_probs(self, model: nn.Module, images: Sequence[Image]) -> list[np.ndarray]:
         """Softmax probabilities (time, 34) over blank + the VIN alphabet for each line image,
         in batches of ``predict_batch_size`` (the model is put in eval mode meanwhile)."""
+        step = self.settings.predict_batch_size
+        if self._vin_net is not None:  # ONNX mode: the graph stands for the model
+            net = self._vin_net
+            return [p for i in range(0, len(images), step) for p in net(self.pixel_values(
+                images[i : i + step]))]  # fmt: skip
         was_training = model.training
         model.eval()
         param = next(model.parameters())
         out: list[np.ndarray] = []
-        step = self.settings.predict_batch_size
         try:
             for start in range(0, len(images), step):
                 pixels = self.pixel_values(images[start : start + step])
@@ -355,7 +380,9 @@ class PPOCRFamily:
     def detector(self, device: str | torch.device = "cpu") -> TextDetector:
         """The text detector of ``det_checkpoint``, loaded on the first call."""
         if self._detector is None:
-            self._detector = TextDetector(self.settings.detection(), device)
+            s, graph = self.settings.detection(), self._onnx.get("det")
+            onnx = self._vin_net is not None
+            self._detector = onnx_rt.onnx_detector(s, graph) if onnx else TextDetector(s, device)
         return self._detector
 
     def general_reader(self, device: str | torch.device = "cpu") -> GeneralReader | None:
@@ -364,6 +391,8 @@ class PPOCRFamily:
         checkpoint = self.settings.general_checkpoint
         if checkpoint.lower() == "none":
             return None
+        if self._general is None and self._vin_net is not None:
+            self._general = onnx_rt.onnx_general_reader(checkpoint, self._onnx["general"])
         if self._general is None:
             self._general = GeneralReader.load(checkpoint, device)
         return self._general

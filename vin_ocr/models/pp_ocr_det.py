@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -119,8 +121,11 @@ def _reading_order(quads: Sequence[np.ndarray]) -> list[int]:
     return sorted(by_top, key=keys.__getitem__)
 
 
-def load_detector(checkpoint: str | None, settings: DetSettings) -> tuple[Any, Any]:
-    """(detector model in eval mode, image processor) for ``checkpoint`` (see module doc)."""
+def load_detector(
+    checkpoint: str | None, settings: DetSettings, with_model: bool = True
+) -> tuple[Any, Any]:
+    """(detector model in eval mode, image processor) for ``checkpoint`` (see module doc); the
+    model is None when not ``with_model`` (an ONNX graph runs instead)."""
     if checkpoint is None:
         from transformers.models.pp_ocrv5_server_det import PPOCRV5ServerDetImageProcessor
 
@@ -133,12 +138,12 @@ def load_detector(checkpoint: str | None, settings: DetSettings) -> tuple[Any, A
             limit_type=settings.limit_type,
             max_side_limit=MAX_SIDE,
         )
-        return load_rapidocr_det(), processor
+        return (load_rapidocr_det() if with_model else None), processor
     from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
     source = HUB_DET_CHECKPOINT if checkpoint == "hub" else checkpoint
     try:
-        model = AutoModelForObjectDetection.from_pretrained(source)
+        model = AutoModelForObjectDetection.from_pretrained(source) if with_model else None
         processor = AutoImageProcessor.from_pretrained(
             source,
             limit_side_len=settings.limit_side_len,
@@ -152,19 +157,36 @@ def load_detector(checkpoint: str | None, settings: DetSettings) -> tuple[Any, A
             f"{source}: {type(processor).__name__} has no post_process_object_detection; "
             "model.det_checkpoint must be a PP-OCR text detection checkpoint"
         )
-    return model.eval(), processor
+    return (model.eval() if model is not None else None), processor
 
 
 class TextDetector:
     """PP-OCR text detection on PIL images: :meth:`detect` gives the image's lines in reading
-    order (:class:`TextLine`, with the line crops)."""
+    order (:class:`TextLine`, with the line crops). With ``onnx`` (a graph from
+    :func:`~vin_ocr.models.pp_ocr_onnx.export_det_onnx`: its path or bytes) the network runs on
+    onnxruntime and the torch model is not loaded; pre- and post-processing are the same."""
 
     def __init__(
-        self, settings: DetSettings | None = None, device: str | torch.device = "cpu"
+        self,
+        settings: DetSettings | None = None,
+        device: str | torch.device = "cpu",
+        onnx: str | Path | bytes | None = None,
     ) -> None:
+        from vin_ocr.models.pp_ocr_onnx import OnnxNet
+
         self.settings = settings or DetSettings()
-        model, self.processor = load_detector(self.settings.checkpoint, self.settings)
-        self.model = model.to(device, dtype=torch.float32)
+        model, self.processor = load_detector(self.settings.checkpoint, self.settings, not onnx)
+        self.net = OnnxNet(onnx) if onnx is not None else None
+        self.model = model.to(device, dtype=torch.float32) if model is not None else None
+
+    def probability_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The text probability map (batch, 1, H, W) of preprocessed ``pixels``."""
+        if self.net is not None:
+            return torch.from_numpy(self.net(pixels))
+        assert self.model is not None
+        return self.model(pixel_values=pixels.to(self.model.device, dtype=torch.float32))[
+            "last_hidden_state"
+        ]
 
     @torch.no_grad()
     def detect(
@@ -178,8 +200,7 @@ class TextDetector:
             s = replace(s, thresh=thresh or s.thresh, box_thresh=box_thresh or s.box_thresh)
         rgb = image.convert("RGB")
         inputs = self.processor(rgb, return_tensors="pt")
-        pixels = inputs["pixel_values"].to(self.model.device, dtype=torch.float32)
-        outputs = self.model(pixel_values=pixels)
+        outputs = SimpleNamespace(last_hidden_state=self.probability_map(inputs["pixel_values"]))
         if s.dilation:
             quads, scores = self._dilated_boxes(s, outputs, inputs["target_sizes"][0])
         else:

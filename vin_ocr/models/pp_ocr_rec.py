@@ -58,7 +58,7 @@ class PPOCRSettings:
     det_thresh: float = 0.3
     det_box_thresh: float = 0.5
     det_unclip_ratio: float = 1.6
-    det_limit_side_len: int = 736
+    det_limit_side_len: int = 512  # 736 (RapidOCR) reads no better: docs/benchmarks.md
     det_limit_type: str = "min"  # min | max | resize_long
     det_dilation: bool = True  # dilate the text mask before finding boxes (RapidOCR's default)
     det_retry: bool = True  # scenes without a VIN: detect again, more permissively

@@ -73,10 +73,12 @@ class LineReading:
 
 
 class GeneralReader:
-    """A full-dictionary PP-OCR recogniser (eval mode, no gradients) for reading scene lines."""
+    """A full-dictionary PP-OCR recogniser (eval mode, no gradients) for reading scene lines:
+    the torch model, or its graph on onnxruntime (an :class:`~vin_ocr.models.pp_ocr_onnx.OnnxNet`
+    from :func:`~vin_ocr.models.pp_ocr_onnx.export_onnx` without ``class_index``)."""
 
-    def __init__(self, model: torch.nn.Module, charset: Sequence[str], batch_size: int = 16):
-        self.model = model.eval()
+    def __init__(self, model: Any, charset: Sequence[str], batch_size: int = 16):
+        self.model = model.eval() if isinstance(model, torch.nn.Module) else model
         self.charset = list(charset)
         self.batch_size = batch_size
 
@@ -88,17 +90,22 @@ class GeneralReader:
         model, charset = load_recognizer(PPOCRSettings(checkpoint=source))
         return cls(model.to(device, dtype=torch.float32), charset)
 
+    def probs(self, pixels: torch.Tensor) -> np.ndarray:
+        """Softmax probabilities (batch, time, classes) of preprocessed ``pixels``."""
+        if not isinstance(self.model, torch.nn.Module):
+            return self.model(pixels)
+        device = next(self.model.parameters()).device
+        return ctc_logits(self.model, pixels.to(device)).float().softmax(-1).cpu().numpy()
+
     @torch.no_grad()
     def read(self, images: Sequence[Image]) -> list[LineReading]:
         out: list[LineReading | None] = [None] * len(images)
         # Batches of similar widths (padding changes little, but costs time).
         order = sorted(range(len(images)), key=lambda i: images[i].size[0] / images[i].size[1])
-        device = next(self.model.parameters()).device
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = [images[i] for i in idx]
-            pixels = preprocess(batch, 48, 320, GENERAL_MAX_WIDTH).to(device)
-            probs = ctc_logits(self.model, pixels).float().softmax(-1).cpu().numpy()
+            probs = self.probs(preprocess(batch, 48, 320, GENERAL_MAX_WIDTH))
             for i, p in zip(idx, probs, strict=True):
                 w, h = images[i].size
                 resized = min(GENERAL_MAX_WIDTH, max(1, math.ceil(48 * w / h)))
@@ -285,6 +292,15 @@ def fallback_ok(text: str) -> bool:
 
 #: Text-detection (pixel, box) thresholds of the second pass on a scene where no VIN was found.
 RETRY_THRESHOLDS = (0.2, 0.3)
+#: A detected line narrower than this many times its height (one or two characters: a logo, a
+#: symbol) can hold neither a VIN nor a part of one worth joining: it is not read. VIN lines of the
+#: real dev photos are at least 5.6 times wider than tall, pieces of a split VIN at least 2.
+MIN_LINE_ASPECT = 1.0
+
+
+def vin_shaped(lines: Sequence[Any]) -> list[Any]:
+    """The detected ``lines`` whose shape can hold (part of) a VIN (:data:`MIN_LINE_ASPECT`)."""
+    return [ln for ln in lines if ln.image.size[0] >= MIN_LINE_ASPECT * ln.image.size[1]]
 
 
 def read_scene(family: Any, model: Any, image: Image, lines: list[Any] | None = None) -> Reading:
@@ -296,20 +312,23 @@ def read_scene(family: Any, model: Any, image: Image, lines: list[Any] | None = 
         lines = family.detector(device).detect(image)
     if not lines:
         return Reading("")
+    lines = vin_shaped(lines)
     general = family.general_reader(device)
     if general is None:
-        return read_lines_vin_model(family, model, lines)
-    read = general.read([line.image for line in lines])
+        return read_lines_vin_model(family, model, lines) if lines else Reading("")
+    read = general.read([line.image for line in lines]) if lines else []
     text, at = pick_vin_at([r.text for r in read])
     # Glare and widely spaced characters split or hide a VIN line at the default thresholds:
     # detect again, more permissively, then on the photo darkened against glare.
     for view in retry_views(image) if at is None and family.settings.det_retry else ():
-        retry = family.detector(device).detect(view, *RETRY_THRESHOLDS)
+        retry = vin_shaped(family.detector(device).detect(view, *RETRY_THRESHOLDS))
         retry_read = general.read([line.image for line in retry]) if retry else []
         text, at = pick_vin_at([r.text for r in retry_read])
         if at is not None:
             lines, read = retry, retry_read
             break
+    if at is None and not lines:
+        return Reading("")
     if at is None:  # the general reader found no VIN: the VIN model's pick, if valid
         found = read_lines_vin_model(family, model, lines)
         return found if fallback_ok(found.text) else Reading("")

@@ -184,6 +184,9 @@ def save_outputs(cfg: DictConfig, built: Built, run: Start, out: RunResult) -> A
         family: Any = built.family  # an ExportsOnnx family
         out.artefacts["onnx"] = run.run_dir / rf.ONNX_FILE
         out.metrics["onnx_max_abs_diff"] = family.export_onnx(model, out.artefacts["onnx"])
+        if hasattr(family, "export_scene_onnx"):  # PP-OCR: the detector and general reader too
+            det, general = run.run_dir / rf.DET_ONNX_FILE, run.run_dir / rf.GENERAL_ONNX_FILE
+            out.metrics.update(family.export_scene_onnx(det, general))
     return merge_info
 
 
