@@ -61,6 +61,7 @@ __all__ = ["BEST_FILE", "CHECKPOINTS", "STATE_FILE", "FitResult", "LoopConfig",
            "latest_checkpoint"]  # fmt: skip
 
 KILL_ENV = "VIN_OCR_KILL_AFTER_STEP"  # tests: SIGKILL this process after that step
+AUTOCAST: dict[str, Any] = {"none": None, "bf16": torch.bfloat16}  # LoopConfig.autocast
 
 
 @dataclass
@@ -85,6 +86,12 @@ class LoopConfig:
     seed: int = 0
     resume: str = "none"  # none | auto | PATH to a checkpoint folder
     stop_after: int | None = None  # stop (as if killed) after this step; tests and smoke runs
+    #: training steps under ``torch.autocast`` in bf16 (weights, optimiser and evaluation stay
+    #: in the model's dtype): "none" | "bf16"
+    autocast: str = "none"
+    #: the model's 4-D weights and the batch's 4-D tensors in channels-last memory format (conv
+    #: nets on CPU: oneDNN's fast path); the model is back in the default format after ``fit``
+    channels_last: bool = False
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> LoopConfig:
@@ -130,6 +137,18 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+def _channels_last(batch: Any) -> Any:
+    """``batch`` (a mapping of tensors) with its 4-D floating tensors in channels-last format."""
+    if not isinstance(batch, dict):
+        return batch
+    return {
+        k: v.contiguous(memory_format=torch.channels_last)
+        if isinstance(v, torch.Tensor) and v.dim() == 4 and v.is_floating_point()
+        else v
+        for k, v in batch.items()
+    }
 
 
 def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -231,6 +250,8 @@ def fit(
         raise ValueError("the model has no trainable parameter: check the LoRA/freeze settings")
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
+    if cfg.autocast not in AUTOCAST:
+        raise ValueError(f"training.autocast={cfg.autocast!r}; known: {', '.join(AUTOCAST)}")
     model, optimizer = accelerator.prepare(model, optimizer)
     # the schedule is defined in optimiser steps whatever the process count: step it ourselves
     accelerator.register_for_checkpointing(scheduler)
@@ -297,6 +318,9 @@ def fit(
         )
 
     model.train()
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    autocast = AUTOCAST[cfg.autocast]
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not main, desc="train", unit="step")
     micro = step * cfg.gradient_accumulation_steps
     last_loss, seen, t_start, stopped = resumed_loss, 0, time.perf_counter(), False
@@ -306,8 +330,11 @@ def fit(
         loader.set_epoch(epoch)
         for batch in accelerator.skip_first_batches(loader, offset) if offset else loader:
             micro += 1
+            if cfg.channels_last:
+                batch = _channels_last(batch)
             with accelerator.accumulate(model):
-                loss = family.loss(model, batch)
+                with torch.autocast(accelerator.device.type, autocast, enabled=bool(autocast)):
+                    loss = family.loss(model, batch)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -353,6 +380,8 @@ def fit(
         else:
             micro = (epoch + 1) * per_epoch  # a whole epoch consumed
     bar.close()
+    if cfg.channels_last:
+        model.to(memory_format=torch.contiguous_format)
     elapsed = time.perf_counter() - t_start
     return FitResult(
         step=step,

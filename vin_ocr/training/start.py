@@ -22,7 +22,7 @@ from vin_ocr.data.sample import atomic_write_text
 from vin_ocr.errors import UserError, check_writable
 from vin_ocr.run_folder import CHECKPOINTS_DIR, LOG_FILE
 from vin_ocr.training.data import build_datasets, read_test_sets
-from vin_ocr.training.loop import STATE_FILE, LoopConfig, find_resume
+from vin_ocr.training.loop import AUTOCAST, STATE_FILE, LoopConfig, find_resume
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
@@ -115,6 +115,9 @@ def check_config(cfg: DictConfig) -> None:
         bad = getattr(err, "full_key", None)
         where = f"training.{bad}" if bad else "training config"
         raise StartError(f"{where}: {str(err).splitlines()[0]}") from None
+    autocast = training.get("autocast", "none")
+    if autocast not in AUTOCAST:
+        raise StartError(f"training.autocast={autocast!r}; known: {', '.join(AUTOCAST)}")
 
 
 def check_hub(hub: Any) -> None:
