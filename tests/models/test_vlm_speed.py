@@ -164,3 +164,14 @@ def test_a_short_run_trains_the_same_as_on_the_models_own_loss(train_steps):
     assert ours[-1] < ours[0]  # it did learn
     assert ours == pytest.approx(theirs, abs=1e-4)
     assert read_ours == read_theirs
+
+
+def test_the_preflight_counts_the_configured_image_tokens():
+    from vin_ocr.models.lfm2_vl import spec
+
+    checkpoint = "LiquidAI/LFM2-VL-450M"
+    default = spec({"name": "lfm2_vl_450m", "checkpoint": checkpoint})
+    small = spec({"name": "lfm2_vl_450m", "checkpoint": checkpoint, "max_image_tokens": 64})
+    assert default.tokens(512, 64) == {"vision": 1024, "language": 256 + 64}
+    assert small.tokens(512, 64) == {"vision": 256, "language": 64 + 64}
+    assert small.max_patches == 256
