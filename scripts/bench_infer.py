@@ -1,23 +1,30 @@
 """Inference speed per engine on this machine: ms per image and images/s, batch 1 and batched,
-on synthetic VIN line crops (and scenes for the engines that detect text), plus VLM generation
-with and without the VIN-constrained decoder.
+on synthetic VIN line crops, synthetic scenes and real photos (for the engines that detect text),
+plus VLM generation with and without the VIN-constrained decoder.
 
     python scripts/bench_infer.py                        # what `make bench` runs
+    python scripts/bench_infer.py run=RUN_FOLDER         # adds the fine-tuned run, torch and ONNX
     python scripts/bench_infer.py engines=[rapidocr] n=200 batch=32 vlm=[]
     python scripts/bench_infer.py quick=true record=false
 
 Options are ``key=value`` (:class:`InferBench`; a typo fails naming the key). Engines:
 
 - ``pp_ocr_torch``: the pretrained PP-OCRv6-small recogniser (converted from the rapidocr wheel,
-  VIN head) through :class:`vin_ocr.models.engine.FamilyEngine`, i.e. what a fine-tuned run
-  folder reads with; scenes go through its text detector;
-- ``pp_ocr_onnx``: the same model exported with :func:`vin_ocr.models.pp_ocr.export_onnx` (into a
-  temporary folder) on onnxruntime, greedy CTC decoding; recognition only (no scenes);
+  VIN head) through :class:`vin_ocr.models.engine.FamilyEngine` in torch; scenes and photos go
+  through its text detector and general reader (:mod:`vin_ocr.models.pp_ocr_scene`);
+- ``pp_ocr_onnx``: the same family in ONNX mode (``PPOCRFamily.use_onnx``: recogniser, detector
+  and general reader exported into memory, read on onnxruntime);
+- ``finetuned_torch`` / ``finetuned_onnx``: the run folder ``run`` (e.g. what ``make run``
+  wrote) through :func:`vin_ocr.run_folder.load_run` in torch / on its ONNX graphs (what
+  ``engine=checkpoint`` and the app read with); skipped with a note when ``run`` is empty;
 - ``rapidocr``: :class:`vin_ocr.evaluation.engines.RapidOCREngine` (PP-OCRv6 det + rec ONNX);
 - ``tesseract``: :class:`vin_ocr.evaluation.engines.TesseractEngine` (skipped with the reason when
   the binary is missing); "batched" runs ``threads`` tesseract processes at once.
 
-The VLM rows generate with the tiny random LFM2-VL (``model.tiny=true``; the time is the decoding
+*real photos* are the 50 hand-labelled dev photos of ``../shared/vin-detection`` (``photos``
+caps them), or the bundled ``data/real`` photos where ``../shared`` is absent, each read whole
+(``crops=False``: detection, the VIN line, its reading), one photo per call. The VLM rows
+generate with the tiny random LFM2-VL (``model.tiny=true``; the time is the decoding
 machinery's, not a real model's) under each ``model.decoding`` variant of :data:`VLM_DECODING`.
 Every engine reads the same images, rendered once before timing; one untimed warm-up call first.
 The *exact* column (the answer, cleaned of case and surrounding whitespace, is the VIN) shows
@@ -30,11 +37,9 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from vin_ocr import bench
@@ -58,10 +63,20 @@ VLM_DECODING: dict[str, dict[str, Any]] = {
 @dataclass
 class InferBench:
     engines: list[str] = field(
-        default_factory=lambda: ["pp_ocr_torch", "pp_ocr_onnx", "rapidocr", "tesseract"]
+        default_factory=lambda: [
+            "pp_ocr_torch",
+            "pp_ocr_onnx",
+            "finetuned_torch",
+            "finetuned_onnx",
+            "rapidocr",
+            "tesseract",
+        ]
     )
+    run: str = ""  # a fine-tuned run folder for the finetuned_* engines ("" skips them)
     n: int = 64  # synthetic line crops
     scenes: int = 4  # synthetic scenes (engines that detect text)
+    photos: int = 50  # real photos (engines that detect text); 0 skips them
+    det_side: int = 0  # PP-OCR engines' det_limit_side_len (0: each model's own setting)
     batch: int = 16  # batch size of the batched measurement
     threads: int = 0  # torch / onnxruntime / tesseract threads; 0: every core
     vlm: list[str] = field(default_factory=lambda: list(VLM_DECODING))  # [] to skip
@@ -86,7 +101,8 @@ class Row:
 def options(argv: list[str]) -> InferBench:
     o = bench.parse_options(InferBench, argv, "bench_infer")
     if o.quick:
-        o.n, o.scenes, o.batch, o.vlm_n = 4, 1, 4, 2
+        o.n, o.batch, o.vlm_n = 4, 4, 2
+        o.scenes, o.photos = min(o.scenes, 1), min(o.photos, 1)
     unknown = sorted(set(o.engines) - set(ENGINES)) + sorted(set(o.vlm) - set(VLM_DECODING))
     if unknown:
         known = ", ".join([*ENGINES, *VLM_DECODING])
@@ -106,6 +122,8 @@ def _pp_ocr(o: InferBench) -> tuple[Any, Any]:
     cfg = load_model_cfg("pp_ocr")
     cfg.tiny = o.quick
     cfg.predict_batch_size = o.batch
+    if o.det_side:
+        cfg.det_limit_side_len = o.det_side
     family = get_family(cfg.family, cfg)
     model, _ = family.build(cfg, resolve({"device": "cpu", "dtype": "fp32"}))
     return family, model.eval()
@@ -118,36 +136,35 @@ def pp_ocr_torch(o: InferBench, workers: int) -> Any:
     return FamilyEngine(family, model, name="pp_ocr_torch")
 
 
-class OnnxRecognizer:
-    """An ONNX file from :func:`~vin_ocr.models.pp_ocr.export_onnx` on onnxruntime: the family's
-    preprocessing, the graph, greedy CTC decoding (line crops only)."""
-
-    name = "pp_ocr_onnx"
-
-    def __init__(self, family: Any, path: Path, threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.family = family
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def predict(self, images: Sequence[Any], crops: Sequence[bool] | None = None) -> list[str]:
-        import torch
-
-        from vin_ocr.models.pp_ocr import VIN_CHARSET, greedy_decode
-
-        pixels = self.family.pixel_values(images).numpy()
-        probs = self.session.run(None, {"pixel_values": pixels})[0]
-        return greedy_decode(torch.from_numpy(probs), VIN_CHARSET)
-
-
 def pp_ocr_onnx(o: InferBench, workers: int) -> Any:
+    from vin_ocr.models.engine import FamilyEngine
+    from vin_ocr.models.pp_ocr_onnx import onnx_bytes
+
     family, model = _pp_ocr(o)
-    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        family.export_onnx(model, path)
-        return OnnxRecognizer(family, path, workers)  # the session holds the graph in memory
+    family.use_onnx(onnx_bytes(family.export_onnx, model))
+    return FamilyEngine(family, model, name="pp_ocr_onnx")
+
+
+def _finetuned(o: InferBench, onnx: bool) -> Any:
+    from vin_ocr.evaluation.engines import EngineUnavailable
+    from vin_ocr.run_folder import load_run
+
+    if not o.run:
+        raise EngineUnavailable("no run=RUN_FOLDER given")
+    overrides: dict[str, Any] = {"predict_batch_size": o.batch}
+    if o.det_side:
+        overrides["det_limit_side_len"] = o.det_side
+    engine = load_run(o.run, overrides=overrides, onnx=onnx)
+    engine.name = f"finetuned_{'onnx' if onnx else 'torch'}"
+    return engine
+
+
+def finetuned_torch(o: InferBench, workers: int) -> Any:
+    return _finetuned(o, onnx=False)
+
+
+def finetuned_onnx(o: InferBench, workers: int) -> Any:
+    return _finetuned(o, onnx=True)
 
 
 def rapidocr(o: InferBench, workers: int) -> Any:
@@ -166,10 +183,12 @@ def tesseract(o: InferBench, workers: int) -> Any:
 ENGINES: dict[str, Callable[[InferBench, int], Any]] = {
     "pp_ocr_torch": pp_ocr_torch,
     "pp_ocr_onnx": pp_ocr_onnx,
+    "finetuned_torch": finetuned_torch,
+    "finetuned_onnx": finetuned_onnx,
     "rapidocr": rapidocr,
     "tesseract": tesseract,
 }
-RECOGNITION_ONLY = {"pp_ocr_onnx"}
+RECOGNITION_ONLY: set[str] = set()
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -209,6 +228,9 @@ def measure_engine(name: str, o: InferBench, data: dict[str, Any]) -> list[Row]:
     if name not in RECOGNITION_ONLY and data["scenes"]:
         ms, texts = ms_per_image(engine, data["scenes"], 1, crops=False)
         rows.append(scored(name, "scenes", 1, ms, texts, data["scene_vins"]))
+    if name not in RECOGNITION_ONLY and data["photos"]:
+        ms, texts = ms_per_image(engine, data["photos"], 1, crops=False)
+        rows.append(scored(name, "real photos", 1, ms, texts, data["photo_vins"]))
     return rows
 
 
@@ -237,6 +259,17 @@ def measure_vlm(o: InferBench, data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def real_photos(limit: int) -> list[Any]:
+    """The first ``limit`` real photos: the dev photos of ``../shared/vin-detection``, else the
+    bundled ``data/real`` ones."""
+    import vin_ocr
+    from vin_ocr.data.sample import read_manifest
+
+    dev = vin_ocr.REPO_ROOT.parent / "shared" / "vin-detection" / "vin_labels.jsonl"
+    manifest = dev if dev.is_file() else vin_ocr.REPO_ROOT / "data" / "real" / "manifest.jsonl"
+    return read_manifest(manifest)[:limit] if limit > 0 else []
+
+
 def render(o: InferBench) -> dict[str, Any]:
     from vin_ocr.data.synth import SynthDataset
 
@@ -244,7 +277,10 @@ def render(o: InferBench) -> dict[str, Any]:
     scenes = SynthDataset(o.scenes, seed=o.seed + 1, cfg={"kind": "scene"})
     crops = [lines.sample(i) for i in range(len(lines))]
     shots = [scenes.sample(i) for i in range(len(scenes))]
+    photos = real_photos(o.photos)
     return {
+        "photos": [s.load_image() for s in photos],
+        "photo_vins": [s.vin for s in photos],
         "crops": [s.load_image() for s in crops],
         "vins": [s.vin for s in crops],
         "scenes": [s.load_image() for s in shots],
@@ -252,10 +288,11 @@ def render(o: InferBench) -> dict[str, Any]:
     }
 
 
-def entry(rows: list[Row], o: InferBench) -> str:
+def entry(rows: list[Row], o: InferBench, data: dict[str, Any]) -> str:
     head = (
         f"- {bench.header(('torch', 'onnxruntime', 'rapidocr', 'transformers', 'vin-ocr'))}: "
-        f"{o.n} synthetic line crops, {o.scenes} scenes, {o.threads or os.cpu_count()} threads"
+        f"{o.n} synthetic line crops, {o.scenes} scenes, {len(data['photos'])} real photos"
+        f"{' (' + o.run + ')' if o.run else ''}, {o.threads or os.cpu_count()} threads"
         f"{', quick' if o.quick else ''}."
     )
     cells = []
@@ -285,7 +322,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     if o.vlm:
         rows += measure_vlm(o, data)
-    text = entry(rows, o)
+    text = entry(rows, o, data)
     print(text)
     if o.record:
         bench.record(text, SECTION, o.out or bench.BENCHMARKS_MD, intro=INTRO)

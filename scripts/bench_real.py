@@ -3,6 +3,7 @@
     python scripts/bench_real.py run=RUN_FOLDER     # a finished run (e.g. what `make run` wrote)
     python scripts/bench_real.py                    # trains the default first: make bench-real
     python scripts/bench_real.py quick=true record=false    # tiny wiring check (tests)
+    python scripts/bench_real.py run=RUN onnx=false        # the fine-tune read in torch
 
 The dev set is the 50 hand-labelled photos of ``../shared/vin-detection`` (``vin_labels.jsonl``;
 "Vin detection", kirill-sergeev, Roboflow Universe, CC BY 4.0; never trained on). Each photo is
@@ -49,6 +50,8 @@ class RealBench:
     engines: list[str] = field(default_factory=lambda: ["rapidocr", "pretrained", "fine-tuned"])
     limit: int = 0  # only the first N photos (0: all)
     min_exact: float = 0.97
+    onnx: bool = True  # the fine-tune read through its ONNX graphs (engine=checkpoint's default)
+    det_side: int = 0  # the fine-tune's det_limit_side_len for reading (0: the run's own)
     quick: bool = False  # a tiny smoke run on 4 photos (tests)
     record: bool = True
     out: str = ""  # the Markdown file to append to; "" = docs/benchmarks.md
@@ -96,7 +99,7 @@ def manifests(dev: Path, tmp: Path, limit: int) -> dict[str, Path]:
     return out
 
 
-def build(name: str, run: Path, tiny: bool) -> Any:
+def build(name: str, run: Path, tiny: bool, o: RealBench | None = None) -> Any:
     from vin_ocr.evaluation.engines import build_engine
     from vin_ocr.models.engine import FamilyEngine
     from vin_ocr.models.registry import get_family
@@ -108,7 +111,9 @@ def build(name: str, run: Path, tiny: bool) -> Any:
         model, _ = family.build(None, None)
         return FamilyEngine(family, model, name="pretrained")
     if name == "fine-tuned":
-        return build_engine("checkpoint", path=str(run))
+        o = o or RealBench()
+        model = {"det_limit_side_len": o.det_side} if o.det_side else {}
+        return build_engine("checkpoint", path=str(run), onnx=o.onnx, model=model)
     raise SystemExit(f"bench_real: unknown engine {name!r} (rapidocr, pretrained, fine-tuned)")
 
 
@@ -129,7 +134,7 @@ def evaluate_all(o: RealBench, run: Path, tmp: Path) -> dict[str, dict[str, dict
     paths = manifests(dev, tmp / "data", 4 if o.quick else o.limit)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for name in o.engines:
-        engine = build(name, run, tiny=o.quick)
+        engine = build(name, run, tiny=o.quick, o=o)
         results[name] = {}
         for reading, manifest in paths.items():
             report = run_eval(

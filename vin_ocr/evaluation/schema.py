@@ -50,6 +50,7 @@ class CheckpointConf:
     path: str = MISSING
     # keys of the run's model config to change for reading, e.g. +engine.model.decoding.num_beams=8
     model: dict[str, Any] = field(default_factory=dict)
+    onnx: bool = True  # PP-OCR: read through the run's ONNX graphs (false: torch)
 
 
 @dataclass
