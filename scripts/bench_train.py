@@ -235,7 +235,10 @@ def runners(o: TrainBench, model: str, hw: Any) -> list[Runner]:
     loop_dtype = hw.dtype if o.loop_dtype == "auto" else o.loop_dtype
     amp = hw.dtype in ("bf16", "fp16")
     if cfg.family not in CARD:  # PP-OCR: no processor settings, no model-own loss
-        return [Runner("loop", loop_dtype), Runner("trainer", hw.dtype, amp=amp)]
+        out = [Runner("loop", loop_dtype), Runner("trainer", hw.dtype, amp=amp)]
+        if training_cfg(cfg.family, o.batch).get("autocast") == "bf16" and not amp:
+            out.append(Runner("trainer_bf16", hw.dtype, amp=True))  # as the loop's autocast
+        return out
     out = [Runner("trainer", hw.dtype, card=True, amp=amp)]
     differs = any(cfg.get(k) != v for k, v in CARD[cfg.family].items())
     if o.same and differs:
@@ -457,6 +460,10 @@ def run_case(o: TrainBench, key: str) -> dict[str, Any]:
             else runner.dtype + (" + autocast" if runner.dtype == "bf16" else ""),
             "image_tokens": tokens,
         }  # fmt: skip
+        if runner.name.startswith("loop") and train_cfg.get("autocast", "none") != "none":
+            out[runner.name]["dtype"] += f" + {train_cfg.autocast} autocast"  # PP-OCR's config
+        if runner.name.startswith("loop") and train_cfg.get("channels_last"):
+            out[runner.name]["dtype"] += ", channels-last"
         del family, net
     return out
 
