@@ -101,10 +101,16 @@ def parse_run(path: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def offline_run(tmp_path_factory) -> dict[str, Any]:
-    """A tiny 2-step PP-OCR LoRA run with logger=wandb and no API key (mode auto)."""
+    """A tiny 2-step PP-OCR LoRA run with logger=wandb and no API key (mode auto). Its test set,
+    ``samples``, is 12 bundled line crops: the 28 bundled scenes would add two detector passes
+    (~45 s of CPU) and nothing the logger does differently."""
+    from vin_ocr.data.sample import read_manifest, write_manifest
     from vin_ocr.training.hf_finetune import train
 
     root = tmp_path_factory.mktemp("wandb_run")
+    crops = [s for s in read_manifest(vin_ocr.SAMPLES_DIR / "manifest.jsonl") if s.crop][:12]
+    (root / "test").mkdir()
+    test_set = write_manifest(crops, root / "test" / "samples.jsonl")
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda r: records.append(r.getMessage())  # type: ignore[method-assign]
@@ -117,7 +123,8 @@ def offline_run(tmp_path_factory) -> dict[str, Any]:
         for var in ("WANDB_MODE", "WANDB_API_KEY", "NETRC"):
             mp.delenv(var, raising=False)
         overrides = [*TINY, "debug=smoke", "training=lora", "training.log_every=1"]
-        cfg = _cfg([*overrides, "logger=wandb", f"run_dir={root / 'run'}", "export_onnx=false"])
+        cfg = _cfg([*overrides, "logger=wandb", f"run_dir={root / 'run'}", "export_onnx=false",
+                    f"data.test=[{test_set}]"])  # fmt: skip
         result = train(cfg)
     log.removeHandler(handler)
     wandb_file = finished_run_file(root / "wb" / "wandb")
