@@ -18,6 +18,7 @@ from vin_ocr.models.registry import auto_order, facts
 from vin_ocr.models.spec import on_meta
 from vin_ocr.models.tiny import text_image
 from vin_ocr.models.vlm import IGNORE_INDEX, ModelLoadError, settings_from
+from vin_ocr.vin import ALPHABET, VIN_LENGTH, YEAR_CODES, check_digit_mandatory
 
 VINS = ["1M8GDM9AXKP042788", "WVWZZZ1JZXW000001"]
 TINY = {"tiny": True, "min_image_tokens": 8, "max_image_tokens": 16}
@@ -134,3 +135,24 @@ def test_model_config_and_real_size_preflight():
     # model=auto: the successor is tried before LFM2.5-VL-1.6B.
     order = auto_order()
     assert order.index("lfm3_vl") < order.index("lfm2_5_vl")
+
+
+def follows_rules(text: str) -> bool:
+    if len(text) != VIN_LENGTH or not set(text) <= set(ALPHABET):
+        return False
+    return not check_digit_mandatory(text) or (text[8] in "0123456789X" and text[9] in YEAR_CODES)
+
+
+def test_constrained_beam_search_reads_vins_image_by_image():
+    """Beam search expands the flattened patches of a batch per image (transformers encodes the
+    images once, then repeats each one's features for its beams): a batch of differently sized
+    images reads as each image alone, and every reading follows the VIN rules."""
+    family, model, _ = build()
+    images = [s.load_image() for s in samples([(192, 32), (256, 48)])]
+    family.settings.decoding = {"num_beams": 4}
+    batch = family.read(model, images)
+    assert all(follows_rules(r.text) for r in batch), batch
+    alone = [family.read(model, [image])[0] for image in images]
+    assert [r.text for r in batch] == [r.text for r in alone]
+    family.settings.decoding = {"constrained": False, "check_digit_search": False, "num_beams": 1}
+    assert not any(follows_rules(t) for t in family.predict(model, images))
