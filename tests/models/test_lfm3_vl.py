@@ -121,6 +121,8 @@ def test_model_config_and_real_size_preflight():
     assert settings.checkpoint == "LiquidAI/LFM3-VL-2B"
     family, _, _ = build(OmegaConf.merge(cfg, TINY))
     assert family.lora_settings().target_modules == LORA_TARGETS
+    decoding = family.decoding()  # the YAML's decoding keys are VlmDecoding's
+    assert decoding.constrained and decoding.check_digit_search and decoding.num_beams == 4
     spec = model_spec(load_model_cfg("lfm3_vl"))
     assert 1.8e9 < spec.params < 2.1e9 and spec.vocab_size == 128_000  # "2B"
     assert [t.name for t in spec.towers] == ["vision", "language"]
