@@ -46,11 +46,12 @@ from vin_ocr import bench
 
 SECTION = "## Inference (`scripts/bench_infer.py`)"
 INTRO = (
-    "ms per image and images/s on synthetic VIN line crops (and whole scenes for engines that "
-    "detect text), batch 1 (one image per call) and batched; *exact* is the share of images "
-    "whose answer is the VIN (the harness's strict exact match), as a check that the engine did "
-    "the work it was timed on; *lenient* counts a VIN found somewhere in the answer. Entries "
-    "before 2026-12-01 have only *exact*, scored the lenient way (vin.normalize)."
+    "ms per image and images/s on synthetic VIN line crops, synthetic scenes and real photos "
+    "(the 50 dev photos; engines that detect text), batch 1 (one image per call) and batched; "
+    "PP-OCR pretrained and fine-tuned (run=RUN), each in torch and on onnxruntime; *exact* is "
+    "the share of images whose answer is the VIN (the harness's strict exact match), as a check "
+    "that the engine did the work it was timed on; *lenient* counts a VIN found somewhere in the "
+    "answer. Entries before 2026-12-01 have only *exact*, scored the lenient way (vin.normalize)."
 )
 #: ``model.decoding`` of each VLM generation variant (vin_ocr.decoding.vlm.VlmDecoding).
 VLM_DECODING: dict[str, dict[str, Any]] = {

@@ -62,7 +62,7 @@ def test_detector_graph_finds_the_lines_torch_finds(tmp_path):
     path = tmp_path / "det.onnx"
     assert export_det_onnx(torch_det.model, path) < ATOL
     assert not path.with_name("det.onnx.tmp").exists()
-    onnx_det = TextDetector(onnx=path)
+    onnx_det = TextDetector(net=OnnxNet(path))
     assert onnx_det.model is None  # the torch detector is not loaded
     for sample in SCENES:
         image = sample.load_image()

@@ -20,9 +20,8 @@ Sources (``model.det_checkpoint``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -162,21 +161,19 @@ def load_detector(
 
 class TextDetector:
     """PP-OCR text detection on PIL images: :meth:`detect` gives the image's lines in reading
-    order (:class:`TextLine`, with the line crops). With ``onnx`` (a graph from
-    :func:`~vin_ocr.models.pp_ocr_onnx.export_det_onnx`: its path or bytes) the network runs on
-    onnxruntime and the torch model is not loaded; pre- and post-processing are the same."""
+    order (:class:`TextLine`, with the line crops). With ``net`` (pixels -> probability map, e.g.
+    the graph of :func:`~vin_ocr.models.pp_ocr_onnx.export_det_onnx` on onnxruntime) the torch
+    model is not loaded and ``net`` runs instead; pre- and post-processing are the same."""
 
     def __init__(
         self,
         settings: DetSettings | None = None,
         device: str | torch.device = "cpu",
-        onnx: str | Path | bytes | None = None,
+        net: Callable[[torch.Tensor], np.ndarray] | None = None,
     ) -> None:
-        from vin_ocr.models.pp_ocr_onnx import OnnxNet
-
         self.settings = settings or DetSettings()
-        model, self.processor = load_detector(self.settings.checkpoint, self.settings, not onnx)
-        self.net = OnnxNet(onnx) if onnx is not None else None
+        model, self.processor = load_detector(self.settings.checkpoint, self.settings, net is None)
+        self.net = net
         self.model = model.to(device, dtype=torch.float32) if model is not None else None
 
     def probability_map(self, pixels: torch.Tensor) -> torch.Tensor:

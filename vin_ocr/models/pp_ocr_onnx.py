@@ -225,11 +225,8 @@ def onnx_detector(settings: DetSettings, graph: str | Path | None) -> TextDetect
     model exported into memory."""
     from vin_ocr.models.pp_ocr_det import TextDetector
 
-    if graph is None:
-        return TextDetector(
-            settings, onnx=onnx_bytes(export_det_onnx, TextDetector(settings).model)
-        )
-    return TextDetector(settings, onnx=graph)
+    source = graph or onnx_bytes(export_det_onnx, TextDetector(settings).model)
+    return TextDetector(settings, net=OnnxNet(source))
 
 
 def onnx_general_reader(checkpoint: str, graph: str | Path | None) -> GeneralReader:
