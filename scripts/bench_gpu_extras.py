@@ -152,6 +152,7 @@ def qlora_stage(o: GpuBench, model: str) -> dict[str, Any]:
     """QLoRA (LoRA on an unquantised base on the CPU) from a saved folder, then the verified merge
     into a 16-bit reload of the base: samples/s, peak memory, load and merge seconds."""
     import torch
+    from accelerate.state import AcceleratorState
     from omegaconf import OmegaConf
 
     import vin_ocr
@@ -161,6 +162,9 @@ def qlora_stage(o: GpuBench, model: str) -> dict[str, Any]:
     from vin_ocr.models.registry import get_family
     from vin_ocr.training.merging import merge_verified
 
+    # in one process (dry run) after bench_train's runners: a Trainer with bf16=True leaves
+    # Accelerate's shared state set to bf16, and the loop's Accelerator would be refused
+    AcceleratorState._reset_state()
     to = train_options(o)
     size = to.sizes[0]
     hw = bench_train.hardware("sdpa")
