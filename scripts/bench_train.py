@@ -171,13 +171,15 @@ def real_size_vlm(model_cfg: Any, processor: Any, hw: Any) -> Any:
 
     tok = processor.tokenizer
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(hw.dtype, torch.float32)
+    # CPU: drawn in fp32 then cast, so that a bf16 run has the fp32 run's weights (rounded)
+    cast, dtype = (dtype, torch.float32) if hw.device == "cpu" else (dtype, dtype)
     real = facts(model_cfg.family).real_config
     if real is not None:  # the family builds its published config with this tokenizer's ids
         cls_, config_ = real(model_cfg, tok)
         with torch.device(hw.device):
             return cls_._from_config(
                 config_, attn_implementation=hw.attn_implementation, dtype=dtype
-            )
+            ).to(cast)
     if model_cfg.family == "lfm2_vl":
         from transformers import Lfm2VlForConditionalGeneration as cls
 
@@ -196,7 +198,7 @@ def real_size_vlm(model_cfg: Any, processor: Any, hw: Any) -> Any:
     for key in ("pad", "bos", "eos"):
         setattr(config.text_config, f"{key}_token_id", getattr(tok, f"{key}_token_id"))
     with torch.device(hw.device):
-        model = cls._from_config(config, attn_implementation=attn, dtype=dtype)
+        model = cls._from_config(config, attn_implementation=attn, dtype=dtype).to(cast)
     for key in ("pad", "bos", "eos"):
         setattr(model.generation_config, f"{key}_token_id", getattr(tok, f"{key}_token_id"))
     return model
@@ -236,7 +238,7 @@ def runners(o: TrainBench, model: str, hw: Any) -> list[Runner]:
     amp = hw.dtype in ("bf16", "fp16")
     if cfg.family not in CARD:  # PP-OCR: no processor settings, no model-own loss
         out = [Runner("loop", loop_dtype), Runner("trainer", hw.dtype, amp=amp)]
-        if training_cfg(cfg.family, o.batch).get("autocast") == "bf16" and not amp:
+        if _autocasts(training_cfg(cfg.family, o.batch), hw) and not amp:
             out.append(Runner("trainer_bf16", hw.dtype, amp=True))  # as the loop's autocast
         return out
     out = [Runner("trainer", hw.dtype, card=True, amp=amp)]
@@ -250,6 +252,13 @@ def runners(o: TrainBench, model: str, hw: Any) -> list[Runner]:
     if cpu_bf16:
         out.append(Runner("loop_bf16", "bf16"))
     return out
+
+
+def _autocasts(train_cfg: Any, hw: Any) -> bool:
+    """Whether the loop runs ``train_cfg``'s steps under bf16 autocast on ``hw`` (PP-OCR)."""
+    from vin_ocr.training.loop import autocast_dtype
+
+    return autocast_dtype(str(train_cfg.get("autocast", "none")), hw.device) is not None
 
 
 def build(model: str, size: str, hw: Any, train_cfg: Any, card: bool = False) -> tuple[Any, Any]:
@@ -460,8 +469,8 @@ def run_case(o: TrainBench, key: str) -> dict[str, Any]:
             else runner.dtype + (" + autocast" if runner.dtype == "bf16" else ""),
             "image_tokens": tokens,
         }  # fmt: skip
-        if runner.name.startswith("loop") and train_cfg.get("autocast", "none") != "none":
-            out[runner.name]["dtype"] += f" + {train_cfg.autocast} autocast"  # PP-OCR's config
+        if runner.name.startswith("loop") and _autocasts(train_cfg, run_hw):
+            out[runner.name]["dtype"] += " + bf16 autocast"  # PP-OCR's training config
         if runner.name.startswith("loop") and train_cfg.get("channels_last"):
             out[runner.name]["dtype"] += ", channels-last"
         del family, net
