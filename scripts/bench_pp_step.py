@@ -57,7 +57,7 @@ def run_variant(o: PPStepBench, variant: str) -> dict[str, Any]:
     import torch
 
     from vin_ocr.data.synth import SynthDataset
-    from vin_ocr.training.loop import _channels_last
+    from vin_ocr.training.speed import channels_last_batch
 
     torch.set_num_threads(o.threads)
     hw = bt.hardware("sdpa")
@@ -70,7 +70,7 @@ def run_variant(o: PPStepBench, variant: str) -> dict[str, Any]:
     cl, amp = variant.startswith("cl"), "bf16" in variant
     if cl:
         net = net.to(memory_format=torch.channels_last)
-        batches = [_channels_last(b) for b in batches]
+        batches = [channels_last_batch(b) for b in batches]
     params = [p for p in net.parameters() if p.requires_grad]
     fused = {"fused": True} if variant.endswith("fused") else {}
     optimiser = torch.optim.AdamW(params, lr=float(train_cfg.learning_rate), **fused)

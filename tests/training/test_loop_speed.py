@@ -128,7 +128,7 @@ def test_default_runs_without_autocast(tmp_path):
 
 
 def test_unknown_autocast_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match=r"training.autocast='fp8'; known: none, bf16"):
+    with pytest.raises(ValueError, match=r"training.autocast='fp8'; known: none, bf16, auto"):
         _fit(tmp_path, ConvFamily(), autocast="fp8")
 
 
@@ -138,5 +138,16 @@ def test_unknown_autocast_stops_the_run_at_start_up():
     from vin_ocr.training.start import StartError, check_config
 
     check_config(OmegaConf.create({"training": {"autocast": "bf16", "channels_last": True}}))
-    with pytest.raises(StartError, match=r"training.autocast='fp8'; known: none, bf16"):
+    with pytest.raises(StartError, match=r"training.autocast='fp8'; known: none, bf16, auto"):
         check_config(OmegaConf.create({"training": {"autocast": "fp8"}}))
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_autocast_is_bf16_on_a_cpu_with_amx_only(tmp_path, monkeypatch, amx):
+    import importlib
+
+    detect = importlib.import_module("vin_ocr.hardware.detect")  # the module, not the function
+    monkeypatch.setattr(detect, "_cpu_amx", lambda: amx)
+    family = ConvFamily()
+    _fit(tmp_path, family, autocast="auto", max_steps=2, eval_every=0, save_every=0)
+    assert family.seen and all(s["autocast"] is amx for s in family.seen)

@@ -48,6 +48,7 @@ from vin_ocr.training.checkpoints import (
     prune,
     save_checkpoint,
 )
+from vin_ocr.training.speed import AUTOCAST, autocast_dtype, channels_last_batch
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -56,12 +57,22 @@ if TYPE_CHECKING:
     from vin_ocr.models.base import ModelFamily
 
 log = logging.getLogger(__name__)
-__all__ = ["BEST_FILE", "CHECKPOINTS", "STATE_FILE", "FitResult", "LoopConfig",
-           "checkpoint_problem", "complete_checkpoints", "evaluate_model", "find_resume", "fit",
-           "latest_checkpoint"]  # fmt: skip
+__all__ = [
+    "BEST_FILE",
+    "CHECKPOINTS",
+    "STATE_FILE",
+    "FitResult",
+    "LoopConfig",
+    "autocast_dtype",
+    "checkpoint_problem",
+    "complete_checkpoints",
+    "evaluate_model",
+    "find_resume",
+    "fit",
+    "latest_checkpoint",
+]  # fmt: skip
 
 KILL_ENV = "VIN_OCR_KILL_AFTER_STEP"  # tests: SIGKILL this process after that step
-AUTOCAST: dict[str, Any] = {"none": None, "bf16": torch.bfloat16}  # LoopConfig.autocast
 
 
 @dataclass
@@ -87,7 +98,8 @@ class LoopConfig:
     resume: str = "none"  # none | auto | PATH to a checkpoint folder
     stop_after: int | None = None  # stop (as if killed) after this step; tests and smoke runs
     #: training steps under ``torch.autocast`` in bf16 (weights, optimiser and evaluation stay
-    #: in the model's dtype): "none" | "bf16"
+    #: in the model's dtype): "none" | "bf16" | "auto" (bf16 where it is fast: a CUDA device
+    #: with bf16, a CPU with AMX; else none)
     autocast: str = "none"
     #: the model's 4-D weights and the batch's 4-D tensors in channels-last memory format (conv
     #: nets on CPU: oneDNN's fast path); the model is back in the default format after ``fit``
@@ -137,18 +149,6 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
-
-
-def _channels_last(batch: Any) -> Any:
-    """``batch`` (a mapping of tensors) with its 4-D floating tensors in channels-last format."""
-    if not isinstance(batch, dict):
-        return batch
-    return {
-        k: v.contiguous(memory_format=torch.channels_last)
-        if isinstance(v, torch.Tensor) and v.dim() == 4 and v.is_floating_point()
-        else v
-        for k, v in batch.items()
-    }
 
 
 def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -320,7 +320,7 @@ def fit(
     model.train()
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    autocast = AUTOCAST[cfg.autocast]
+    autocast = autocast_dtype(cfg.autocast, accelerator.device.type)
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not main, desc="train", unit="step")
     micro = step * cfg.gradient_accumulation_steps
     last_loss, seen, t_start, stopped = resumed_loss, 0, time.perf_counter(), False
@@ -331,7 +331,7 @@ def fit(
         for batch in accelerator.skip_first_batches(loader, offset) if offset else loader:
             micro += 1
             if cfg.channels_last:
-                batch = _channels_last(batch)
+                batch = channels_last_batch(batch)
             with accelerator.accumulate(model):
                 with torch.autocast(accelerator.device.type, autocast, enabled=bool(autocast)):
                     loss = family.loss(model, batch)
