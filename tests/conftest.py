@@ -53,13 +53,23 @@ def _config_schemas():
     register_configs()
 
 
+@pytest.fixture(scope="session")
+def _vin_ocr_cache(tmp_path_factory):
+    """One ``$VIN_OCR_CACHE`` for the session: the pretrained PP-OCRv6-small models converted for
+    paddleocr (``pp_ocr_paddle.pretrained_dir``, about a minute of CPU each time) are converted
+    once, not once per test that reads through the paddleocr engine."""
+    return tmp_path_factory.mktemp("vin_ocr_cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
-    """Point HOME and the caches at a temporary folder (paddle/wandb write into ~)."""
+def _isolated_home(tmp_path_factory, monkeypatch, _vin_ocr_cache):
+    """Point HOME and the caches at a temporary folder (paddle/wandb write into ~); vin-ocr's own
+    cache is the session's (:func:`_vin_ocr_cache`)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
+    monkeypatch.setenv("VIN_OCR_CACHE", str(_vin_ocr_cache))
     yield
 
 

@@ -100,10 +100,11 @@ def test_inference_yml_is_what_paddleocr_reads():
     assert yml["PostProcess"] == {"name": "CTCLabelDecode", "character_dict": ["A", "B"]}
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("paddle")
-    return pp.pretrained_dir("rec", root / "rec"), pp.pretrained_dir("det", root / "det")
+@pytest.fixture
+def pretrained():
+    """The pretrained models converted into the session's $VIN_OCR_CACHE (tests/conftest.py),
+    where the paddleocr engine's default finds them too: converted once per session."""
+    return pp.pretrained_dir("rec"), pp.pretrained_dir("det")
 
 
 def test_pretrained_models_convert_offline_and_read_vins(pretrained):
