@@ -568,7 +568,7 @@ def entry(results: list[dict[str, Any]], o: TrainBench) -> str:
             rows.append([
                 model, size, params, RUNNER_NAMES[name], precision,
                 "-" if m.get("image_tokens") is None else str(m["image_tokens"]),
-                f"{m['samples_per_s']:.2f}", f"{m['peak_gib']:.2f}",
+                f"{m['samples_per_s']:.3g}", f"{m['peak_gib']:.2f}",
                 f"{m['samples_per_s'] / base['samples_per_s']:.2f}" if base else "-",
                 f"{m['peak_gib'] / base['peak_gib']:.2f}" if base else "-",
                 _loss_gap(m.get("losses"), base.get("losses") if base else None),
