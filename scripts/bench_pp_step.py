@@ -47,6 +47,7 @@ class PPStepBench:
     warmup: int = 2  # untimed steps
     steps: int = 6  # timed steps
     threads: int = 1
+    quick: bool = False  # fp32 and cl_bf16 only, batch 2, 1 + 1 steps (tests)
     record: bool = True
     out: str = ""
     variant: str = ""  # internal: run this one and print its JSON
@@ -99,6 +100,8 @@ def run_variant(o: PPStepBench, variant: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     argv = sys.argv[1:] if argv is None else list(argv)
     o = bench.parse_options(PPStepBench, argv, "bench_pp_step")
+    if o.quick:
+        o.variants, o.batch, o.warmup, o.steps = ["fp32", "cl_bf16"], 2, 1, 1
     if o.warmup < 1 or o.steps < 1:
         raise SystemExit("bench_pp_step: need warmup >= 1 and steps >= 1")
     unknown = sorted(set(o.variants) - set(VARIANTS))
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                      f"{r['warmup_s']:.1f}", losses])  # fmt: skip
     head = (
         f"- {bench.header(('torch', 'vin-ocr'))}: batch {o.batch}, {o.warmup} warm-up + "
-        f"{o.steps} timed steps, {o.threads} thread(s)."
+        f"{o.steps} timed steps, {o.threads} thread(s){', quick' if o.quick else ''}."
     )
     headers = ["variant", "CPU ms / sample", "x fp32", "warm-up s", "loss, steps 1-3"]
     text = head + "\n\n" + bench.table(headers, rows, indent="  ")
