@@ -155,10 +155,9 @@ def _resolve_dtype(asked: str, device: str, probe: Probe) -> tuple[str, str]:
         if device == "cpu":
             # bf16 on CPUs without AMX is slower than fp32 and its rounding hurts small-batch
             # training; fp32 is the safe default there (force hardware.dtype=bf16 to try it).
-            # With AMX, LoRA in bf16 (frozen bf16 base, fp32 adapters, autocast) took 2/3 of the
-            # memory and 1/2.35 of the CPU time, but not always less wall time (docs/training.md):
-            # said, not chosen.
-            hint = " (this CPU has AMX: hardware.dtype=bf16 runs LoRA in 2/3 of the memory)"
+            # With AMX, LoRA in bf16 (frozen bf16 base, fp32 adapters, autocast) ran 1.4x the
+            # fp32 loop's samples/s in 2/3 of its memory (docs/training.md): said, not chosen.
+            hint = " (this CPU has AMX: hardware.dtype=bf16 runs LoRA faster in 2/3 of the memory)"
             return "fp32", "dtype fp32: CPU training runs in fp32 (bf16 only when forced)" + (
                 hint if probe.cpu_amx else ""
             )
