@@ -28,8 +28,8 @@ from vin_ocr.models.spec import ModelSpec, Tower, attn_of, cfg_get, on_meta, spe
 from vin_ocr.models.tiny import char_tokenizer, pad_vocab, set_generation_ids
 from vin_ocr.models.vlm import (
     PROMPT,
-    ModelLoadError,
     PromptedVlm,
+    load_pretrained,
     resolve_hardware,
     settings_from,
     trim_patches,
@@ -114,7 +114,12 @@ class Lfm2Vl(PromptedVlm):
             model.set_attn_implementation(attn)
             model.to(device=place.device, dtype=place.dtype)
         else:
-            model, processor = _load(s, place.device, place.dtype, attn, quant)
+            from transformers import Lfm2VlForConditionalGeneration
+
+            model, processor = load_pretrained(
+                Lfm2VlForConditionalGeneration, "lfm2_vl", "LFM2-VL", s,
+                (place.device, place.dtype, attn), quant,
+            )  # fmt: skip
         self.processor = processor
         return model, processor
 
@@ -138,39 +143,6 @@ class Lfm2Vl(PromptedVlm):
                 do_image_splitting=s.do_image_splitting,
             )
         )
-
-
-def _load(
-    s: Lfm2VlSettings, device: str, dtype: torch.dtype, attn: dict[str, str], quant: Any
-) -> tuple[torch.nn.Module, Any]:
-    """Load the real checkpoint (Hub id or local folder); failures raise with the reason."""
-    from transformers import AutoConfig, AutoProcessor, Lfm2VlForConditionalGeneration
-
-    where = f"{s.checkpoint!r}" + (f" at revision {s.revision!r}" if s.revision else "")
-    try:
-        config = AutoConfig.from_pretrained(s.checkpoint, revision=s.revision)
-        if config.model_type != "lfm2_vl":
-            raise ModelLoadError(
-                f"{where} is a {config.model_type!r} model, not lfm2_vl: pick an LFM2-VL checkpoint"
-            )
-        kwargs: dict[str, Any] = {
-            "revision": s.revision,
-            "dtype": dtype,
-            "attn_implementation": attn,
-        }
-        if quant is not None:
-            kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
-        model: torch.nn.Module = Lfm2VlForConditionalGeneration.from_pretrained(
-            s.checkpoint, **kwargs
-        )
-        processor = AutoProcessor.from_pretrained(s.checkpoint, revision=s.revision)
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError, ImportError) as err:
-        raise ModelLoadError(f"could not load LFM2-VL from {where}: {err}") from err
-    if quant is None:
-        model.to(device)
-    return model, processor
 
 
 # -- the tiny random model (tests, debug=smoke) -------------------------------------------------

@@ -30,7 +30,12 @@ from vin_ocr.models.lfm2_vl import Lfm2Vl, tower_tokens
 from vin_ocr.models.lora import quantization_config
 from vin_ocr.models.spec import ModelSpec, Tower, attn_of, cfg_get, on_meta, spec_from_module
 from vin_ocr.models.tiny import char_tokenizer, pad_vocab, set_generation_ids
-from vin_ocr.models.vlm import PROMPT, ModelLoadError, resolve_hardware, settings_from
+from vin_ocr.models.vlm import (
+    PROMPT,
+    load_pretrained,
+    resolve_hardware,
+    settings_from,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -103,7 +108,12 @@ class Lfm3Vl(Lfm2Vl):
             model.set_attn_implementation(place.attn_implementation)
             model.to(device=place.device, dtype=place.dtype)
         else:
-            model, processor = _load(s, place.device, place.dtype, place.attn_implementation, quant)
+            from transformers import Lfm3VlForConditionalGeneration
+
+            model, processor = load_pretrained(
+                Lfm3VlForConditionalGeneration, "lfm3_vl", "LFM3-VL", s,
+                (place.device, place.dtype, place.attn_implementation), quant,
+            )  # fmt: skip
         self.processor = processor
         return model, processor
 
@@ -128,39 +138,6 @@ class Lfm3Vl(Lfm2Vl):
             return_tensors="pt",
             images_kwargs={"size": size},
         )
-
-
-def _load(
-    s: Lfm3VlSettings, device: str, dtype: torch.dtype, attn: str, quant: Any
-) -> tuple[torch.nn.Module, Any]:
-    """Load the real checkpoint (Hub id or local folder); failures raise with the reason."""
-    from transformers import AutoConfig, AutoProcessor, Lfm3VlForConditionalGeneration
-
-    where = f"{s.checkpoint!r}" + (f" at revision {s.revision!r}" if s.revision else "")
-    try:
-        config = AutoConfig.from_pretrained(s.checkpoint, revision=s.revision)
-        if config.model_type != "lfm3_vl":
-            raise ModelLoadError(
-                f"{where} is a {config.model_type!r} model, not lfm3_vl: pick an LFM3-VL checkpoint"
-            )
-        kwargs: dict[str, Any] = {
-            "revision": s.revision,
-            "dtype": dtype,
-            "attn_implementation": attn,
-        }
-        if quant is not None:
-            kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
-        model: torch.nn.Module = Lfm3VlForConditionalGeneration.from_pretrained(
-            s.checkpoint, **kwargs
-        )
-        processor = AutoProcessor.from_pretrained(s.checkpoint, revision=s.revision)
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError, ImportError) as err:
-        raise ModelLoadError(f"could not load LFM3-VL from {where}: {err}") from err
-    if quant is None:
-        model.to(device)
-    return model, processor
 
 
 # -- the tiny random model (tests, debug=smoke) -------------------------------------------------

@@ -25,7 +25,12 @@ from vin_ocr.models.base import FamilyFacts
 from vin_ocr.models.lora import quantization_config
 from vin_ocr.models.spec import ModelSpec, Tower, attn_of, cfg_get, on_meta, spec_from_module
 from vin_ocr.models.tiny import char_tokenizer, pad_vocab, set_generation_ids
-from vin_ocr.models.vlm import ModelLoadError, PromptedVlm, resolve_hardware, settings_from
+from vin_ocr.models.vlm import (
+    PromptedVlm,
+    load_pretrained,
+    resolve_hardware,
+    settings_from,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -106,7 +111,12 @@ class PaddleOcrVl(PromptedVlm):
             model.set_attn_implementation(place.attn_implementation)
             model.to(device=place.device, dtype=place.dtype)
         else:
-            model, processor = _load(s, place.device, place.dtype, place.attn_implementation, quant)
+            from transformers import PaddleOCRVLForConditionalGeneration
+
+            model, processor = load_pretrained(
+                PaddleOCRVLForConditionalGeneration, "paddleocr_vl", "PaddleOCR-VL", s,
+                (place.device, place.dtype, place.attn_implementation), quant,
+            )  # fmt: skip
         self.processor = processor
         return model, processor
 
@@ -125,40 +135,6 @@ class PaddleOcrVl(PromptedVlm):
             return_tensors="pt",
             size={"shortest_edge": s.min_pixels, "longest_edge": s.max_pixels},
         )
-
-
-def _load(
-    s: PaddleOcrVlSettings, device: str, dtype: torch.dtype, attn: str, quant: Any
-) -> tuple[torch.nn.Module, Any]:
-    """Load the real checkpoint (Hub id or local folder); failures raise with the reason."""
-    from transformers import AutoConfig, AutoProcessor, PaddleOCRVLForConditionalGeneration
-
-    where = f"{s.checkpoint!r}" + (f" at revision {s.revision!r}" if s.revision else "")
-    try:
-        config = AutoConfig.from_pretrained(s.checkpoint, revision=s.revision)
-        if config.model_type != "paddleocr_vl":
-            raise ModelLoadError(
-                f"{where} is a {config.model_type!r} model, not paddleocr_vl: pick a "
-                "PaddleOCR-VL checkpoint"
-            )
-        kwargs: dict[str, Any] = {
-            "revision": s.revision,
-            "dtype": dtype,
-            "attn_implementation": attn,
-        }
-        if quant is not None:
-            kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
-        model: torch.nn.Module = PaddleOCRVLForConditionalGeneration.from_pretrained(
-            s.checkpoint, **kwargs
-        )
-        processor = AutoProcessor.from_pretrained(s.checkpoint, revision=s.revision)
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError, ImportError) as err:
-        raise ModelLoadError(f"could not load PaddleOCR-VL from {where}: {err}") from err
-    if quant is None:
-        model.to(device)
-    return model, processor
 
 
 # -- the tiny random model (tests, debug=smoke) -------------------------------------------------

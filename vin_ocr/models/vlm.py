@@ -46,6 +46,48 @@ class Placement:
     attn_implementation: str = "sdpa"
 
 
+def load_pretrained(
+    model_cls: type,
+    model_type: str,
+    label: str,
+    s: Any,
+    place: tuple[str, torch.dtype, Any],
+    quant: Any,
+) -> tuple[torch.nn.Module, Any]:
+    """Load a family's real checkpoint (Hub id or local folder, ``s.checkpoint`` at
+    ``s.revision``) as ``model_cls`` with its processor. ``place``: (device, dtype, attention
+    implementation); ``quant``: a bitsandbytes config (QLoRA, CUDA) or None. A checkpoint of
+    another ``model_type`` and every loading failure raise :class:`ModelLoadError` naming the
+    checkpoint and the reason (``label``: the family's name for people, e.g. ``LFM2-VL``)."""
+    from transformers import AutoConfig, AutoProcessor
+
+    device, dtype, attn = place
+    where = f"{s.checkpoint!r}" + (f" at revision {s.revision!r}" if s.revision else "")
+    try:
+        config = AutoConfig.from_pretrained(s.checkpoint, revision=s.revision)
+        if config.model_type != model_type:
+            raise ModelLoadError(
+                f"{where} is a {config.model_type!r} model, not {model_type}: pick a {label} "
+                "checkpoint"
+            )
+        kwargs: dict[str, Any] = {
+            "revision": s.revision,
+            "dtype": dtype,
+            "attn_implementation": attn,
+        }
+        if quant is not None:
+            kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
+        model: torch.nn.Module = model_cls.from_pretrained(s.checkpoint, **kwargs)  # type: ignore[attr-defined]
+        processor = AutoProcessor.from_pretrained(s.checkpoint, revision=s.revision)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, ImportError) as err:
+        raise ModelLoadError(f"could not load {label} from {where}: {err}") from err
+    if quant is None:
+        model.to(device)
+    return model, processor
+
+
 def resolve_hardware(hardware: Any) -> Placement:
     """Read ``device``/``dtype``/``attn_implementation`` from any object that has them
     (``dtype`` as ``bf16``/``bfloat16``/``torch.bfloat16``, ...).
