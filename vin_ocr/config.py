@@ -50,6 +50,13 @@ class ModelConf:
 
     name: str = MISSING  # the config's name (run folders and cards use it)
     family: str = MISSING  # the registered family that builds it (vin_ocr.models.registry)
+    #: The base checkpoint's license, for the model card: a Hub license id ("apache-2.0", "mit"),
+    #: or {id: other, name: ..., link: ...}; null: unknown (the card then claims none).
+    license: Any = None
+
+
+#: ``ModelConf`` keys that describe the checkpoint for people (cards), not for the family's build.
+CARD_KEYS = ("license",)
 
 
 def model_schema(path: Path) -> type:

@@ -14,6 +14,7 @@ import yaml
 from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
+import vin_ocr
 from vin_ocr.hub.card import render_model_card
 from vin_ocr.hub.push import push_run
 from vin_ocr.models.pp_ocr import HUB_CHECKPOINTS
@@ -134,3 +135,32 @@ def test_card_lists_only_hub_datasets_and_maps_named_sources(tmp_path, monkeypat
     assert card.data.base_model == HUB_CHECKPOINTS["v5_mobile"]
     tiny = {"family": "pp_ocr", "model": {"checkpoint": "rapidocr", "tiny": True}}
     assert ModelCard(render_model_card(tiny, "t")).data.base_model is None
+
+
+MODELS = Path(vin_ocr.__file__).parent / "configs" / "model"
+
+
+def _license_card(model):
+    info = {"family": model["family"], "model": model, "metrics": {}}
+    card = ModelCard(render_model_card(info, "run"))
+    return card.data.to_dict(), card.text
+
+
+def test_the_card_states_the_base_checkpoints_license_or_none():
+    # every shipped model config says its checkpoint's license (null: not known here)
+    for path in sorted(MODELS.glob("*.yaml")):
+        assert "license" in yaml.safe_load(path.read_text()) or path.stem == "auto", path
+    lfm = yaml.safe_load((MODELS / "lfm2_vl_450m.yaml").read_text())
+    data, text = _license_card(lfm)
+    ModelCardData(**data)
+    assert (data["license"], data["license_name"]) == ("other", "lfm1.0")
+    assert data["license_link"].startswith("https://huggingface.co/LiquidAI/LFM2-VL-450M/")
+    assert "under that model's license: `lfm1.0`" in text
+    # unknown: no claim at all (before: apache-2.0 for every model), and the card says why
+    data, text = _license_card({**lfm, "license": None})
+    assert "license" not in data and "vin-ocr does not know that license" in text
+    data, _ = _license_card({**lfm, "license": "mit"})
+    assert data["license"] == "mit"
+    # a tiny random model holds no one else's weights: the project's license
+    data, text = _license_card({**lfm, "tiny": True})
+    assert data["license"] == "apache-2.0" and "## License" not in text

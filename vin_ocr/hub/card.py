@@ -74,6 +74,56 @@ def eval_sets(metrics: Mapping[str, Any]) -> list[str]:
     return [s for s in sets if not s.endswith("_baseline")]
 
 
+#: The license of a tiny random model: vin-ocr's own (it holds no one else's weights).
+PROJECT_LICENSE = "apache-2.0"
+
+
+def license_metadata(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's license keys: those of the base checkpoint (``model.license``), since the
+    fine-tune is a derivative of it; none at all when it is unknown, rather than a wrong claim.
+
+    >>> license_metadata({"license": "mit"})
+    {'license': 'mit'}
+    >>> license_metadata({"license": {"id": "other", "name": "lfm1.0", "link": "https://x/LICENSE"}})
+    {'license': 'other', 'license_name': 'lfm1.0', 'license_link': 'https://x/LICENSE'}
+    >>> license_metadata({"checkpoint": "some/model"})
+    {}
+    """
+    if model.get("tiny"):
+        return {"license": PROJECT_LICENSE}
+    value = model.get("license")
+    if not value:
+        return {}
+    if isinstance(value, str):
+        return {"license": value}
+    out = {"license": str(value.get("id") or "other")}
+    if value.get("name"):
+        out["license_name"] = str(value["name"])
+    if value.get("link"):
+        out["license_link"] = str(value["link"])
+    return out
+
+
+def _license(model: Mapping[str, Any], base: str) -> str:
+    meta = license_metadata(model)
+    if model.get("tiny"):
+        return ""
+    if not meta:
+        return (
+            "## License\n\nThis model is a fine-tune of `"
+            + base
+            + "`, and that model's license applies to it. vin-ocr does not know that license, "
+            "so this card states none: read it on the base model's page and add it to the "
+            "metadata (`license:`) before you publish, or set `model.license` for the run."
+        )
+    name = meta.get("license_name", meta["license"])
+    link = f" ({meta['license_link']})" if "license_link" in meta else ""
+    return (
+        f"## License\n\nA fine-tune of `{base}`, under that model's license: "
+        f"`{name}`{link}."
+    )
+
+
 def base_model_id(info: Mapping[str, Any]) -> str | None:
     """The Hub id of the model fine-tuned (None for a tiny random model or a local folder).
 
@@ -144,7 +194,7 @@ def render_model_card(
     real, synth = data_share(info, cfg)
     merge = info.get("merge")
     data = ModelCardData(
-        license="apache-2.0",
+        **license_metadata(model),
         library_name="transformers",
         pipeline_tag=pipeline_tag(family),
         tags=["vin", "ocr", "vin-ocr", family, *(["merged-lora"] if merge else [])],
@@ -164,6 +214,7 @@ def render_model_card(
         _hyper(info, cfg),
         _hardware(info),
         _merge(merge),
+        _license(model, base_model_id(info) or str(model.get("checkpoint"))),
         _INTENDED_USE,
         _usage(repo_id, run_name),
     ]

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from vin_ocr.config import CARD_KEYS
 from vin_ocr.decoding.vlm import VinTokens, VlmDecoding, eos_ids, read_vins
 from vin_ocr.reading import Reading, texts
 
@@ -109,7 +110,8 @@ def resolve_hardware(hardware: Any) -> Placement:
 
 def settings_from(cls: type, cfg: Any, family: str) -> Any:
     """Build the dataclass ``cls`` from a model config (dict or DictConfig); an unknown key fails
-    naming the key (keys starting with ``_``, such as ``_target_``, are Hydra's and skipped)."""
+    naming the key (keys starting with ``_``, such as ``_target_``, are Hydra's and skipped, and
+    so are :data:`vin_ocr.config.CARD_KEYS`, which the model card reads)."""
     if cfg is None:
         values: dict[str, Any] = {}
     elif isinstance(cfg, Mapping):
@@ -118,8 +120,12 @@ def settings_from(cls: type, cfg: Any, family: str) -> Any:
         from omegaconf import OmegaConf
 
         values = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    values = {k: v for k, v in values.items() if not str(k).startswith("_")}
     names = {f.name for f in fields(cls)}
+    values = {
+        k: v
+        for k, v in values.items()
+        if not str(k).startswith("_") and not (k in CARD_KEYS and k not in names)
+    }
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(
