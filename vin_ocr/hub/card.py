@@ -118,10 +118,7 @@ def _license(model: Mapping[str, Any], base: str) -> str:
         )
     name = meta.get("license_name", meta["license"])
     link = f" ({meta['license_link']})" if "license_link" in meta else ""
-    return (
-        f"## License\n\nA fine-tune of `{base}`, under that model's license: "
-        f"`{name}`{link}."
-    )
+    return f"## License\n\nA fine-tune of `{base}`, under that model's license: `{name}`{link}."
 
 
 def base_model_id(info: Mapping[str, Any]) -> str | None:
